@@ -1,0 +1,210 @@
+use super::*;
+use crate::state::MemoryLedger;
+use crate::testkit::{block_on_parent, block_on_tip, extend, fund, now_for, regtest, TestKey};
+use crate::types::{Address, Amount, COIN};
+
+fn new_chain() -> Chain<MemoryStore> {
+    Chain::open(regtest(), MemoryStore::default()).unwrap()
+}
+
+fn accept(chain: &mut Chain<MemoryStore>, block: Block) -> Result<BlockAccepted, ChainError> {
+    let now = now_for(chain).max(block.header.time);
+    chain.accept_block(block, now, &NoSignatures)
+}
+
+fn ledger(chain: &Chain<MemoryStore>) -> MemoryLedger {
+    chain.store().ledger.clone()
+}
+
+/// A chain whose first `keys` are funded, with the keys.
+fn funded(n: u64) -> (Chain<MemoryStore>, Vec<TestKey>) {
+    let keys: Vec<TestKey> = (0..n).map(TestKey::new).collect();
+    let mut chain = new_chain();
+    fund(&mut chain, &keys).unwrap();
+    (chain, keys)
+}
+
+#[test]
+fn opens_with_the_genesis_block() {
+    let chain = new_chain();
+    assert_eq!(chain.height(), 0);
+    assert_eq!(chain.tip(), regtest().genesis_hash);
+}
+
+#[test]
+fn funding_matures_rewards_after_the_maturity() {
+    let (chain, keys) = funded(2);
+    let account = chain.account(&keys[0].address).unwrap();
+    assert_eq!(account.balance, Amount(50 * COIN));
+    assert_eq!(account.immature, Amount::ZERO);
+    // The burn address's latest rewards are still immature.
+    let burn = chain.account(&Address([0xee; 20])).unwrap();
+    assert_eq!(burn.immature, Amount(50 * COIN * regtest().coinbase_maturity));
+}
+
+#[test]
+fn a_payment_moves_balance_and_nonce() {
+    let (mut chain, keys) = funded(2);
+    let params = regtest();
+    let pay = keys[0].pay(params.chain_id, keys[1].address, 10 * COIN, 1_000, 0);
+    extend(&mut chain, keys[1].address, &[pay]).unwrap();
+    let a = chain.account(&keys[0].address).unwrap();
+    let b = chain.account(&keys[1].address).unwrap();
+    assert_eq!((a.balance, a.nonce), (Amount(40 * COIN - 1_000), 1));
+    assert_eq!(b.balance, Amount(60 * COIN));
+    assert_eq!(b.immature, Amount(50 * COIN + 1_000), "the fee goes to the miner, immature");
+}
+
+#[test]
+fn the_first_seen_block_wins_a_tie() {
+    let mut chain = new_chain();
+    extend(&mut chain, Address([1; 20]), &[]).unwrap();
+    let parent = chain.tip();
+    let first = block_on_parent(&chain, &parent, Address([2; 20]), &[]);
+    let second = block_on_parent(&chain, &parent, Address([3; 20]), &[]);
+    assert!(matches!(accept(&mut chain, first.clone()).unwrap(), BlockAccepted::BestChain(_)));
+    assert_eq!(accept(&mut chain, second).unwrap(), BlockAccepted::SideChain);
+    assert_eq!(chain.tip(), first.hash());
+}
+
+#[test]
+fn a_duplicate_block_is_reported() {
+    let mut chain = new_chain();
+    let block = block_on_tip(&chain, Address([1; 20]), &[]);
+    accept(&mut chain, block.clone()).unwrap();
+    assert_eq!(accept(&mut chain, block), Err(ChainError::Invalid(ValidationError::DuplicateBlock)));
+}
+
+#[test]
+fn orphans_wait_for_their_parent() {
+    let mut chain = new_chain();
+    let mut other = new_chain();
+    let b1 = block_on_tip(&other, Address([1; 20]), &[]);
+    accept(&mut other, b1.clone()).unwrap();
+    let b2 = block_on_tip(&other, Address([1; 20]), &[]);
+    assert_eq!(accept(&mut chain, b2.clone()), Err(ChainError::Invalid(ValidationError::UnknownParent(b1.hash()))));
+    assert_eq!(chain.orphan_count(), 1);
+    match accept(&mut chain, b1).unwrap() {
+        BlockAccepted::BestChain(update) => assert_eq!(update.connected.len(), 2),
+        other => panic!("expected both blocks connected, got {other:?}"),
+    }
+    assert_eq!(chain.tip(), b2.hash());
+    assert_eq!(chain.orphan_count(), 0);
+}
+
+/// Builds `depth` blocks with payments from `payer` on `parent`, accepting each.
+fn branch(
+    chain: &mut Chain<MemoryStore>,
+    parent: BlockHash,
+    depth: usize,
+    miner: Address,
+    payer: Option<(&TestKey, u64, Address)>,
+) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut tip = parent;
+    for i in 0..depth {
+        let payments = match payer {
+            Some((key, first_nonce, to)) => {
+                vec![key.pay(regtest().chain_id, to, COIN / 2, 1_000 + i as u64, first_nonce + i as u64)]
+            }
+            None => vec![],
+        };
+        let block = block_on_parent(chain, &tip, miner, &payments);
+        tip = block.hash();
+        // Side-chain blocks are accepted without connecting; the last may reorganise.
+        accept(chain, block.clone()).unwrap();
+        blocks.push(block);
+    }
+    blocks
+}
+
+fn reorg_restores_exact_state(depth: usize) {
+    let (mut chain, keys) = funded(3);
+    let fork = chain.tip();
+    let at_fork = ledger(&chain);
+
+    // Branch A: payments from key 0, `depth` blocks.
+    let a = branch(&mut chain, fork, depth, Address([0xa; 20]), Some((&keys[0], 0, keys[1].address)));
+    assert_eq!(chain.tip(), a.last().unwrap().hash());
+    assert_eq!(chain.account(&keys[0].address).unwrap().nonce, depth as u64);
+
+    // Branch B: one block longer, payments from key 2 instead.
+    let b = branch(&mut chain, fork, depth + 1, Address([0xb; 20]), Some((&keys[2], 0, keys[1].address)));
+    assert_eq!(chain.tip(), b.last().unwrap().hash(), "the chain with more work wins");
+    assert_eq!(chain.account(&keys[0].address).unwrap().nonce, 0, "branch A's payments are undone");
+    assert_eq!(chain.account(&keys[2].address).unwrap().nonce, depth as u64 + 1);
+
+    // The same ledger as a node that only ever saw branch B.
+    let mut fresh = new_chain();
+    fund(&mut fresh, &keys).unwrap();
+    assert_eq!(ledger(&fresh), at_fork);
+    for block in &b {
+        accept(&mut fresh, block.clone()).unwrap();
+    }
+    assert_eq!(ledger(&chain), ledger(&fresh));
+
+    // And back: branch A grows heavier again and undoing B restores A's exact state.
+    let a_more = branch(&mut chain, a.last().unwrap().hash(), 2, Address([0xa; 20]), None);
+    assert_eq!(chain.tip(), a_more.last().unwrap().hash());
+    let mut only_a = new_chain();
+    fund(&mut only_a, &keys).unwrap();
+    for block in a.iter().chain(&a_more) {
+        accept(&mut only_a, block.clone()).unwrap();
+    }
+    assert_eq!(ledger(&chain), ledger(&only_a));
+    assert_eq!(chain.store().ledger.account(&keys[2].address).map(|a| a.nonce), Some(0));
+}
+
+#[test]
+fn reorg_of_depth_1_restores_exact_balances_and_nonces() {
+    reorg_restores_exact_state(1);
+}
+
+#[test]
+fn reorg_of_depth_50_restores_exact_balances_and_nonces() {
+    reorg_restores_exact_state(50);
+}
+
+#[test]
+fn a_heavier_branch_with_an_invalid_block_is_refused_and_the_old_chain_kept() {
+    let (mut chain, keys) = funded(2);
+    let fork = chain.tip();
+    let good = branch(&mut chain, fork, 1, Address([0xa; 20]), None);
+    let before = ledger(&chain);
+    // A side block whose payment replays nonce 5 (the account's is 0): valid
+    // signature, broken ledger rule, found only when connecting.
+    let side1 = block_on_parent(&chain, &fork, Address([0xb; 20]), &[]);
+    accept(&mut chain, side1.clone()).unwrap();
+    let bad_pay = keys[0].pay(regtest().chain_id, keys[1].address, COIN, 1_000, 5);
+    let side2 = block_on_parent(&chain, &side1.hash(), Address([0xb; 20]), &[bad_pay]);
+    assert_eq!(
+        accept(&mut chain, side2.clone()),
+        Err(ChainError::Invalid(ValidationError::WrongNonce { expected: 0, found: 5 }))
+    );
+    assert_eq!(chain.tip(), good[0].hash());
+    assert_eq!(ledger(&chain), before);
+    assert!(chain.entry(&side2.hash()).unwrap().invalid);
+    // Its descendants are refused without another look.
+    let side3 = block_on_parent(&chain, &side2.hash(), Address([0xb; 20]), &[]);
+    assert_eq!(accept(&mut chain, side3), Err(ChainError::Invalid(ValidationError::InvalidAncestor)));
+}
+
+#[test]
+fn reopening_a_store_restores_the_chain() {
+    let (mut chain, keys) = funded(2);
+    let pay = keys[0].pay(regtest().chain_id, keys[1].address, COIN, 1_000, 0);
+    extend(&mut chain, keys[1].address, &[pay]).unwrap();
+    let tip = chain.tip();
+    let height = chain.height();
+    let work = chain.tip_work();
+    let store = chain.store().clone();
+    let reopened = Chain::open(regtest(), store).unwrap();
+    assert_eq!((reopened.tip(), reopened.height(), reopened.tip_work()), (tip, height, work));
+}
+
+#[test]
+fn a_store_of_another_network_is_refused() {
+    let chain = new_chain();
+    let store = chain.store().clone();
+    assert!(matches!(Chain::open(Params::get(crate::types::Network::Test), store), Err(ChainError::Store(_))));
+}
