@@ -1,0 +1,623 @@
+//! The pool of pending transactions (SPEC §4a): admission with the cheap
+//! rules before the costly signature check, per-sender nonce sequences of
+//! which only the gap-free run from the account's nonce is ready (relayed and
+//! mined), bounds on count and bytes with lowest-fee eviction that never
+//! leaves a gap, expiry, and the bookkeeping for blocks connected and undone.
+//!
+//! Pure: no clock, disk or socket. The caller passes `now` and looks up the
+//! ledger state at its tip.
+
+// The pool eats transactions from any peer: it must never panic on one.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
+mod eviction;
+mod select;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::chain::SignatureSource;
+use crate::consensus::{rules, Params, ValidationError};
+use crate::state::{check_can_spend, Account};
+use crate::types::{
+    encode, Address, Amount, Block, DecodeError, SignatureBytes, SignedTransaction, Transaction, Txid, MAX_TX_BYTES,
+};
+
+/// The minimum relay fee (SPEC §3): a transaction paying less is neither
+/// accepted nor relayed.
+pub const MIN_RELAY_FEE: Amount = Amount(1_000);
+/// How long a transaction may wait in the pool (SPEC §4a: 24 hours).
+pub const EXPIRY_SECS: u64 = 24 * 60 * 60;
+/// How far ahead of the account's nonce a transaction may be kept (SPEC §4a).
+pub const MAX_FUTURE_NONCES: u64 = 16;
+
+/// Bounds and policy knobs of the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// The most transactions the pool holds.
+    pub max_count: usize,
+    /// The most bytes the pool holds, counted as encoded signed transactions.
+    pub max_bytes: usize,
+    /// Transactions paying a lower fee are refused.
+    pub min_relay_fee: Amount,
+    /// Entries older than this many seconds are dropped by [`Mempool::expire`].
+    pub expiry_secs: u64,
+    /// A nonce more than this far above the account's is refused.
+    pub max_future_nonces: u64,
+}
+
+impl Default for MempoolConfig {
+    /// 50 000 transactions or 64 MiB: several full blocks' worth, yet a few
+    /// tens of megabytes of memory at most.
+    fn default() -> MempoolConfig {
+        MempoolConfig {
+            max_count: 50_000,
+            max_bytes: 64 * 1024 * 1024,
+            min_relay_fee: MIN_RELAY_FEE,
+            expiry_secs: EXPIRY_SECS,
+            max_future_nonces: MAX_FUTURE_NONCES,
+        }
+    }
+}
+
+/// What admitting a transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub txid: Txid,
+    /// The pending transaction with the same sender and nonce that it replaced.
+    pub replaced: Option<Txid>,
+    /// Whether it is in its sender's gap-free run from the account nonce:
+    /// relay it now. A future transaction waits silently for its gap to fill.
+    pub ready: bool,
+    /// Later transactions of the same sender that became ready because this
+    /// one filled their gap; they are due for relay too.
+    pub promoted: Vec<Txid>,
+    /// Transactions evicted to make room, each the highest-nonce pending
+    /// transaction of its sender when it went.
+    pub evicted: Vec<Txid>,
+}
+
+/// What connecting a block did to the pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Pool transactions that the block confirmed.
+    pub confirmed: Vec<Txid>,
+    /// Transactions the block made stale (nonce used) or unaffordable.
+    pub dropped: Vec<Txid>,
+    /// Transactions that became ready because the block confirmed the
+    /// transactions before them; due for relay.
+    pub promoted: Vec<Txid>,
+}
+
+/// Orders transactions for eviction: lowest fee first and, among equal fees,
+/// the latest arrival first, so an incumbent keeps its place against a
+/// newcomer that pays no more. Reversed, it is the "highest fee first" order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct FeeKey {
+    fee: Amount,
+    newest_first: Reverse<u64>,
+    txid: Txid,
+}
+
+#[derive(Debug, Clone)]
+struct PoolEntry {
+    stx: SignedTransaction,
+    sender: Address,
+    /// Amount plus fee, checked not to overflow on admission.
+    spend: Amount,
+    /// Encoded size with the signature: what it costs the pool.
+    pool_bytes: usize,
+    /// Encoded size without the signature: what it costs a block, whose
+    /// payments carry no individual signatures.
+    block_bytes: usize,
+    added_at: u64,
+    /// Arrival order, for deterministic tie-breaking among equal fees.
+    seq: u64,
+}
+
+impl PoolEntry {
+    fn nonce(&self) -> u64 {
+        self.stx.tx.nonce
+    }
+
+    fn fee_key(&self, txid: Txid) -> FeeKey {
+        FeeKey { fee: self.stx.tx.fee, newest_first: Reverse(self.seq), txid }
+    }
+}
+
+/// One sender's pending transactions.
+#[derive(Debug, Clone, Default)]
+struct SenderQueue {
+    /// The sender's account nonce at the tip as last seen: its ready run starts here.
+    account_nonce: u64,
+    by_nonce: BTreeMap<u64, Txid>,
+}
+
+impl SenderQueue {
+    /// The gap-free run of transactions from nonce `start` on.
+    fn run_from(&self, start: u64) -> Vec<(u64, Txid)> {
+        let mut run = Vec::new();
+        let mut expected = Some(start);
+        for (nonce, txid) in self.by_nonce.range(start..) {
+            if expected != Some(*nonce) {
+                break;
+            }
+            run.push((*nonce, *txid));
+            expected = nonce.checked_add(1);
+        }
+        run
+    }
+
+    fn ready(&self) -> Vec<(u64, Txid)> {
+        self.run_from(self.account_nonce)
+    }
+
+    fn tail(&self) -> Option<Txid> {
+        self.by_nonce.last_key_value().map(|(_, txid)| *txid)
+    }
+}
+
+/// Whether admission runs the BLS signature check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SignatureCheck {
+    Verify,
+    /// The signature was checked by this node before (see [`Mempool::add_previously_verified`]).
+    AlreadyVerified,
+}
+
+/// The pending transactions, by txid, by sender and nonce, by fee and by age.
+#[derive(Debug, Clone)]
+pub struct Mempool {
+    params: &'static Params,
+    config: MempoolConfig,
+    entries: HashMap<Txid, PoolEntry>,
+    senders: BTreeMap<Address, SenderQueue>,
+    by_fee: BTreeSet<FeeKey>,
+    /// The highest-nonce transaction of each sender: the only ones eviction
+    /// may take, so that it never leaves a gap in a sequence.
+    tails: BTreeSet<FeeKey>,
+    by_arrival: BTreeSet<(u64, Txid)>,
+    by_recipient: HashMap<Address, BTreeSet<Txid>>,
+    bytes: usize,
+    next_seq: u64,
+}
+
+impl Mempool {
+    pub fn new(params: &'static Params, config: MempoolConfig) -> Mempool {
+        Mempool {
+            params,
+            config,
+            entries: HashMap::new(),
+            senders: BTreeMap::new(),
+            by_fee: BTreeSet::new(),
+            tails: BTreeSet::new(),
+            by_arrival: BTreeSet::new(),
+            by_recipient: HashMap::new(),
+            bytes: 0,
+            next_seq: 0,
+        }
+    }
+
+    pub fn config(&self) -> &MempoolConfig {
+        &self.config
+    }
+
+    /// Admits a transaction. `sender_account` is the sender's ledger state at
+    /// the tip. Every cheap rule runs before the BLS signature check, so a
+    /// transaction failing one costs no pairing.
+    ///
+    /// Once the transaction passes the context-free and nonce checks, the
+    /// sender's other pending transactions are brought in line with
+    /// `sender_account` (those it made stale or unaffordable are dropped),
+    /// whether or not the transaction then gets in: the caller's view of the
+    /// tip is the truth.
+    pub fn add(&mut self, stx: SignedTransaction, sender_account: Account, now: u64) -> Result<Added, ValidationError> {
+        self.admit(stx, sender_account, now, SignatureCheck::Verify)
+    }
+
+    /// [`Mempool::add`] without the signature check, for transactions whose
+    /// signature this node verified itself before: its saved pool reloaded at
+    /// start, or its record of recently confirmed signatures. Skipping the
+    /// check keeps a restart or a reorganisation from spending a millisecond
+    /// per transaction. Never use it for anything that came from a peer.
+    pub fn add_previously_verified(
+        &mut self,
+        stx: SignedTransaction,
+        sender_account: Account,
+        now: u64,
+    ) -> Result<Added, ValidationError> {
+        self.admit(stx, sender_account, now, SignatureCheck::AlreadyVerified)
+    }
+
+    fn admit(
+        &mut self,
+        stx: SignedTransaction,
+        account: Account,
+        now: u64,
+        check: SignatureCheck,
+    ) -> Result<Added, ValidationError> {
+        let txid = stx.txid();
+        if self.entries.contains_key(&txid) {
+            return Err(ValidationError::AlreadyInMempool);
+        }
+        let pool_bytes = encode(&stx).len();
+        if pool_bytes > MAX_TX_BYTES {
+            return Err(ValidationError::Malformed(DecodeError::TooLarge { len: pool_bytes, cap: MAX_TX_BYTES }));
+        }
+        let tx = stx.tx;
+        rules::check_transaction_fields(self.params, &tx)?;
+        if tx.fee < self.config.min_relay_fee {
+            return Err(ValidationError::FeeBelowMinimum { minimum: self.config.min_relay_fee, found: tx.fee });
+        }
+        self.check_nonce_window(&tx, account.nonce)?;
+
+        let sender = tx.sender_address();
+        self.revalidate_sender(&sender, &account);
+        let replaced = self.replacement_target(&sender, &tx)?;
+        let spend = tx.total_spend().ok_or(ValidationError::AmountOverflow)?;
+        check_can_spend(&account, spend)?;
+        self.check_pending_spends(&sender, replaced, spend, account.balance)?;
+
+        let entry = PoolEntry {
+            stx,
+            sender,
+            spend,
+            pool_bytes,
+            block_bytes: encode(&tx).len(),
+            added_at: now,
+            seq: self.next_seq,
+        };
+        let victims = self.plan_eviction(txid, &entry, replaced)?;
+
+        if check == SignatureCheck::Verify {
+            rules::check_transaction_signature(&stx)?;
+        }
+
+        self.next_seq = self.next_seq.saturating_add(1);
+        if let Some(old) = replaced {
+            self.remove_entry(&old);
+        }
+        for victim in &victims {
+            self.remove_entry(victim);
+        }
+        self.insert_entry(txid, entry, account.nonce);
+
+        let queue = self.senders.get(&sender);
+        let ready_run = queue.map(SenderQueue::ready).unwrap_or_default();
+        let ready = ready_run.iter().any(|(_, id)| *id == txid);
+        // Only a newcomer that filled a gap promotes: a replacement takes the
+        // place of one that was already ready or not.
+        let promoted = if ready && replaced.is_none() {
+            ready_run.iter().filter(|(nonce, _)| *nonce > tx.nonce).map(|(_, id)| *id).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Added { txid, replaced, ready, promoted, evicted: victims })
+    }
+
+    fn check_nonce_window(&self, tx: &Transaction, account_nonce: u64) -> Result<(), ValidationError> {
+        if tx.nonce < account_nonce {
+            return Err(ValidationError::NonceTooLow { expected: account_nonce, found: tx.nonce });
+        }
+        let limit = self.config.max_future_nonces;
+        if tx.nonce > account_nonce.saturating_add(limit) {
+            return Err(ValidationError::NonceTooFarAhead { expected: account_nonce, found: tx.nonce, limit });
+        }
+        Ok(())
+    }
+
+    /// The pending transaction that `tx` would replace, if its fee is high enough.
+    fn replacement_target(&self, sender: &Address, tx: &Transaction) -> Result<Option<Txid>, ValidationError> {
+        let Some(old_txid) = self.senders.get(sender).and_then(|q| q.by_nonce.get(&tx.nonce)).copied() else {
+            return Ok(None);
+        };
+        let Some(old) = self.entries.get(&old_txid) else { return Ok(None) };
+        let required = replacement_fee(old.stx.tx.fee);
+        if u128::from(tx.fee.0) < required {
+            let required = Amount(u64::try_from(required).unwrap_or(u64::MAX));
+            return Err(ValidationError::ReplacementFeeTooLow { required, found: tx.fee });
+        }
+        Ok(Some(old_txid))
+    }
+
+    /// The sender's balance must cover all its pending spends together, so
+    /// every pending transaction can be mined whatever the order of arrival.
+    fn check_pending_spends(
+        &self,
+        sender: &Address,
+        replaced: Option<Txid>,
+        spend: Amount,
+        balance: Amount,
+    ) -> Result<(), ValidationError> {
+        let others = self
+            .senders
+            .get(sender)
+            .map(|q| q.by_nonce.values().filter(|id| Some(**id) != replaced).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let needed = others
+            .into_iter()
+            .map(|id| self.entries.get(id).map_or(Amount(u64::MAX), |e| e.spend))
+            .try_fold(spend, Amount::checked_add)
+            .unwrap_or(Amount(u64::MAX));
+        if needed > balance {
+            return Err(ValidationError::PendingSpendsExceedBalance { balance, needed });
+        }
+        Ok(())
+    }
+
+    /// Brings a sender's queue in line with its ledger state at the tip:
+    /// drops transactions whose nonce is used, those beyond the window of
+    /// future nonces, and, from the highest nonce down, those its balance no
+    /// longer covers. Returns what was dropped.
+    fn revalidate_sender(&mut self, sender: &Address, account: &Account) -> Vec<Txid> {
+        let Some(queue) = self.senders.get_mut(sender) else { return Vec::new() };
+        queue.account_nonce = account.nonce;
+        let mut doomed: Vec<Txid> = queue.by_nonce.range(..account.nonce).map(|(_, id)| *id).collect();
+        let horizon = account.nonce.saturating_add(self.config.max_future_nonces);
+        let mut total = Amount::ZERO;
+        let mut cut = None;
+        for (nonce, txid) in queue.by_nonce.range(account.nonce..) {
+            let spend = self.entries.get(txid).map_or(Amount(u64::MAX), |e| e.spend);
+            match total.checked_add(spend) {
+                Some(sum) if sum <= account.balance && *nonce <= horizon => total = sum,
+                _ => {
+                    cut = Some(*nonce);
+                    break;
+                }
+            }
+        }
+        if let Some(cut) = cut {
+            doomed.extend(queue.by_nonce.range(cut..).rev().map(|(_, id)| *id));
+        }
+        for txid in &doomed {
+            self.remove_entry(txid);
+        }
+        doomed
+    }
+
+    fn insert_entry(&mut self, txid: Txid, entry: PoolEntry, account_nonce: u64) {
+        let key = entry.fee_key(txid);
+        let queue = self
+            .senders
+            .entry(entry.sender)
+            .or_insert_with(|| SenderQueue { account_nonce, by_nonce: BTreeMap::new() });
+        let old_tail = queue.by_nonce.last_key_value().map(|(nonce, id)| (*nonce, *id));
+        match old_tail {
+            Some((tail_nonce, _)) if tail_nonce > entry.nonce() => {}
+            _ => {
+                if let Some(old) = old_tail.and_then(|(_, id)| self.entries.get(&id).map(|e| e.fee_key(id))) {
+                    self.tails.remove(&old);
+                }
+                self.tails.insert(key);
+            }
+        }
+        queue.by_nonce.insert(entry.nonce(), txid);
+        self.by_fee.insert(key);
+        self.by_arrival.insert((entry.added_at, txid));
+        self.by_recipient.entry(entry.stx.tx.recipient).or_default().insert(txid);
+        self.bytes = self.bytes.saturating_add(entry.pool_bytes);
+        self.entries.insert(txid, entry);
+    }
+
+    fn remove_entry(&mut self, txid: &Txid) -> Option<PoolEntry> {
+        let entry = self.entries.remove(txid)?;
+        let key = entry.fee_key(*txid);
+        self.by_fee.remove(&key);
+        self.by_arrival.remove(&(entry.added_at, *txid));
+        let recipient = entry.stx.tx.recipient;
+        if let Some(ids) = self.by_recipient.get_mut(&recipient) {
+            ids.remove(txid);
+            if ids.is_empty() {
+                self.by_recipient.remove(&recipient);
+            }
+        }
+        self.bytes = self.bytes.saturating_sub(entry.pool_bytes);
+        if let Some(queue) = self.senders.get_mut(&entry.sender) {
+            let was_tail = queue.tail() == Some(*txid);
+            if queue.by_nonce.get(&entry.nonce()) == Some(txid) {
+                queue.by_nonce.remove(&entry.nonce());
+            }
+            if was_tail {
+                self.tails.remove(&key);
+                if let Some(new_tail) = queue.tail().and_then(|id| self.entries.get(&id).map(|e| e.fee_key(id))) {
+                    self.tails.insert(new_tail);
+                }
+            }
+            if queue.by_nonce.is_empty() {
+                self.senders.remove(&entry.sender);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Removes a transaction and every later one of its sender, from the top
+    /// down, so the sender's sequence keeps no gap.
+    fn remove_with_successors(&mut self, txid: &Txid) -> Vec<Txid> {
+        let Some(entry) = self.entries.get(txid) else { return Vec::new() };
+        let doomed: Vec<Txid> = self
+            .senders
+            .get(&entry.sender)
+            .map(|q| q.by_nonce.range(entry.nonce()..).rev().map(|(_, id)| *id).collect())
+            .unwrap_or_default();
+        for id in &doomed {
+            self.remove_entry(id);
+        }
+        doomed
+    }
+
+    /// Drops entries that have waited `expiry_secs` or longer, with the later
+    /// transactions of their senders (which could never be mined without them).
+    pub fn expire(&mut self, now: u64) -> Vec<Txid> {
+        let Some(cutoff) = now.checked_sub(self.config.expiry_secs) else { return Vec::new() };
+        let mut expired = Vec::new();
+        while let Some((added_at, txid)) = self.by_arrival.first().copied() {
+            if added_at > cutoff {
+                break;
+            }
+            expired.extend(self.remove_with_successors(&txid));
+        }
+        expired
+    }
+
+    /// On connecting `block`: drops its transactions, and brings each of
+    /// their senders' queues in line with the new ledger state (`accounts`
+    /// at the new tip): stale nonces go, and from the top down whatever the
+    /// new balance no longer covers.
+    pub fn remove_confirmed(&mut self, block: &Block, accounts: &dyn Fn(&Address) -> Account) -> Pruned {
+        let affected: BTreeSet<Address> = block.body.transactions.iter().map(Transaction::sender_address).collect();
+        let ready_before: BTreeSet<Txid> = affected
+            .iter()
+            .filter_map(|a| self.senders.get(a))
+            .flat_map(|q| q.ready().into_iter().map(|(_, id)| id))
+            .collect();
+        let mut pruned = Pruned::default();
+        for tx in &block.body.transactions {
+            let txid = tx.txid();
+            if self.remove_entry(&txid).is_some() {
+                pruned.confirmed.push(txid);
+            }
+        }
+        for sender in &affected {
+            pruned.dropped.extend(self.revalidate_sender(sender, &accounts(sender)));
+        }
+        pruned.promoted = affected
+            .iter()
+            .filter_map(|a| self.senders.get(a))
+            .flat_map(|q| q.ready().into_iter().map(|(_, id)| id))
+            .filter(|id| !ready_before.contains(id))
+            .collect();
+        pruned
+    }
+
+    /// On undoing `block` (called once the whole reorganisation is done,
+    /// `accounts` at the new tip; best for the undone blocks oldest first, so
+    /// each sender's nonces come back in order): re-admits the block's
+    /// payments whose signature `signatures` knows and that are still valid.
+    /// Returns how many came back.
+    ///
+    /// The signatures are not verified again: they come from the node's own
+    /// record of signatures it verified when the transactions entered its
+    /// pool, and re-checking a full block's would cost seconds per block.
+    ///
+    /// Undoing payments may also lower balances (money received in the block
+    /// is gone), so every address the block paid is revalidated too.
+    pub fn return_disconnected(
+        &mut self,
+        block: &Block,
+        signatures: &dyn SignatureSource,
+        accounts: &dyn Fn(&Address) -> Account,
+        now: u64,
+    ) -> usize {
+        let mut returned = 0usize;
+        for tx in &block.body.transactions {
+            let Some(signature) = signatures.signature(&tx.txid()) else { continue };
+            let stx = SignedTransaction { tx: *tx, signature };
+            let account = accounts(&tx.sender_address());
+            if self.admit(stx, account, now, SignatureCheck::AlreadyVerified).is_ok() {
+                returned = returned.saturating_add(1);
+            }
+        }
+        let touched: BTreeSet<Address> = block
+            .body
+            .transactions
+            .iter()
+            .flat_map(|tx| [tx.sender_address(), tx.recipient])
+            .chain(std::iter::once(block.body.coinbase.recipient))
+            .collect();
+        for address in &touched {
+            if self.senders.contains_key(address) {
+                self.revalidate_sender(address, &accounts(address));
+            }
+        }
+        returned
+    }
+
+    pub fn get(&self, txid: &Txid) -> Option<&SignedTransaction> {
+        self.entries.get(txid).map(|e| &e.stx)
+    }
+
+    pub fn contains(&self, txid: &Txid) -> bool {
+        self.entries.contains_key(txid)
+    }
+
+    /// Whether the transaction is in its sender's gap-free run from the
+    /// account nonce: relayed and minable. False for unknown txids.
+    pub fn is_ready(&self, txid: &Txid) -> bool {
+        let Some(entry) = self.entries.get(txid) else { return false };
+        let Some(queue) = self.senders.get(&entry.sender) else { return false };
+        let nonce = entry.nonce();
+        let Some(span) = nonce.checked_sub(queue.account_nonce) else { return false };
+        let present = queue.by_nonce.range(queue.account_nonce..=nonce).count();
+        u64::try_from(present).ok() == span.checked_add(1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Total encoded size of the pending signed transactions.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Up to `limit` txids, highest fee first (earliest arrival first among equal fees).
+    pub fn txids(&self, limit: usize) -> Vec<Txid> {
+        self.by_fee.iter().rev().take(limit).map(|k| k.txid).collect()
+    }
+
+    /// The pending amounts flowing in to and out of `address` (outgoing
+    /// counts fees too): the `pending` balance is confirmed + incoming - outgoing.
+    /// Sums saturate at the largest amount rather than wrap.
+    pub fn pending_for(&self, address: &Address) -> (Amount, Amount) {
+        let saturating_sum = |amounts: &mut dyn Iterator<Item = Amount>| {
+            amounts.fold(Amount::ZERO, |acc, a| acc.checked_add(a).unwrap_or(Amount(u64::MAX)))
+        };
+        let incoming = self.by_recipient.get(address).map_or(Amount::ZERO, |ids| {
+            saturating_sum(&mut ids.iter().filter_map(|id| self.entries.get(id)).map(|e| e.stx.tx.amount))
+        });
+        let outgoing = self.senders.get(address).map_or(Amount::ZERO, |q| {
+            saturating_sum(&mut q.by_nonce.values().filter_map(|id| self.entries.get(id)).map(|e| e.spend))
+        });
+        (incoming, outgoing)
+    }
+
+    /// The nonce the sender's next transaction should carry: the account
+    /// nonce plus the length of its gap-free pending run from there.
+    pub fn next_nonce(&self, address: &Address, account_nonce: u64) -> u64 {
+        let run = self.senders.get(address).map_or(0, |q| q.run_from(account_nonce).len());
+        account_nonce.saturating_add(u64::try_from(run).unwrap_or(u64::MAX))
+    }
+
+    /// Every pending transaction, sender by sender in nonce order, so that
+    /// re-adding them in this order (a saved pool) never meets a gap.
+    pub fn iter(&self) -> impl Iterator<Item = &SignedTransaction> + '_ {
+        self.senders.values().flat_map(|q| q.by_nonce.values()).filter_map(|id| self.entries.get(id)).map(|e| &e.stx)
+    }
+}
+
+impl SignatureSource for Mempool {
+    fn signature(&self, txid: &Txid) -> Option<SignatureBytes> {
+        self.entries.get(txid).map(|e| e.stx.signature)
+    }
+}
+
+/// The least fee that replaces a pending one paying `old`: 10% more, rounded
+/// up, in u128 so that no fee can overflow it.
+fn replacement_fee(old: Amount) -> u128 {
+    u128::from(old.0).saturating_mul(11).div_ceil(10)
+}
