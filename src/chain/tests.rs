@@ -208,3 +208,56 @@ fn a_store_of_another_network_is_refused() {
     let store = chain.store().clone();
     assert!(matches!(Chain::open(Params::get(crate::types::Network::Test), store), Err(ChainError::Store(_))));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+        /// Whatever order a tree of blocks arrives in, the chain ends on a
+        /// most-work tip with the same ledger as a node that saw only that chain.
+        #[test]
+        fn arrival_order_does_not_change_the_outcome(
+            shape in proptest::collection::vec(0usize..100, 1..14),
+            order in proptest::collection::vec(any::<u32>(), 14),
+        ) {
+            let mut builder = new_chain();
+            let mut blocks: Vec<Block> = Vec::new();
+            for (i, parent_pick) in shape.iter().enumerate() {
+                // Parent: genesis or any earlier block.
+                let parent = if blocks.is_empty() || parent_pick % 3 == 0 && i > 0 && *parent_pick < 33 {
+                    regtest().genesis_hash
+                } else {
+                    blocks[parent_pick % blocks.len()].hash()
+                };
+                let block = block_on_parent(&builder, &parent, Address([i as u8; 20]), &[]);
+                accept(&mut builder, block.clone()).unwrap();
+                blocks.push(block);
+            }
+            let mut shuffled: Vec<(u32, Block)> = order.iter().copied().zip(blocks.iter().cloned()).collect();
+            shuffled.sort_by_key(|(k, _)| *k);
+            let mut chain = new_chain();
+            for (_, block) in shuffled {
+                let _ = accept(&mut chain, block);
+            }
+            let best_height = blocks.iter().map(|b| b.height()).max().unwrap();
+            prop_assert_eq!(chain.height(), best_height);
+            prop_assert_eq!(chain.tip_work(), builder.tip_work());
+            // The ledger equals that of a node fed only the winning chain, in order.
+            let mut path = Vec::new();
+            let mut cursor = chain.tip();
+            while cursor != regtest().genesis_hash {
+                let b = blocks.iter().find(|b| b.hash() == cursor).unwrap().clone();
+                cursor = b.header.prev;
+                path.push(b);
+            }
+            let mut linear = new_chain();
+            for b in path.into_iter().rev() {
+                accept(&mut linear, b).unwrap();
+            }
+            prop_assert_eq!(ledger(&chain), ledger(&linear));
+        }
+    }
+}

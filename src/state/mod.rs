@@ -208,3 +208,124 @@ fn write_accounts(accounts: &mut HashMap<Address, Account>, states: &[(Address, 
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::params::INITIAL_SUBSIDY;
+    use crate::testkit::{regtest, TestKey};
+    use crate::types::{BlockBody, BlockHeader, Coinbase, CompactTarget, SignedTransaction, COIN};
+    use proptest::prelude::*;
+
+    fn block(height: u64, payments: &[SignedTransaction], miner: Address) -> Block {
+        let fees = Amount::checked_sum(payments.iter().map(|p| p.tx.fee)).unwrap();
+        Block {
+            header: BlockHeader {
+                version: 1,
+                prev: Default::default(),
+                height,
+                body_commitment: Default::default(),
+                time: 0,
+                target: CompactTarget(0),
+                nonce: 0,
+            },
+            body: BlockBody {
+                coinbase: Coinbase { height, recipient: miner, amount: subsidy(height).checked_add(fees).unwrap() },
+                transactions: payments.iter().map(|p| p.tx).collect(),
+                aggregate_signature: None,
+            },
+        }
+    }
+
+    /// A ledger where each key holds `balance` spendable units.
+    fn ledger_with(keys: &[TestKey], balance: u64) -> MemoryLedger {
+        let mut ledger = MemoryLedger::default();
+        for k in keys {
+            ledger.accounts.insert(k.address, Account { balance: Amount(balance), immature: Amount::ZERO, nonce: 0 });
+        }
+        ledger
+    }
+
+    #[test]
+    fn rewards_mature_after_the_maturity_and_undo_puts_them_back() {
+        let params = regtest();
+        let miner = Address([9; 20]);
+        let mut ledger = MemoryLedger::default();
+        let mut undos = Vec::new();
+        for h in 1..=params.coinbase_maturity + 1 {
+            let b = block(h, &[], miner);
+            let (update, undo) = connect_block(&ledger.snapshot_for(params, &b), &b).unwrap();
+            ledger.apply(&update);
+            undos.push(undo);
+        }
+        let account = ledger.account(&miner).unwrap();
+        assert_eq!(account.balance, INITIAL_SUBSIDY, "block 1's reward matured at 1 + maturity");
+        assert_eq!(account.immature, Amount(INITIAL_SUBSIDY.0 * params.coinbase_maturity));
+        let undo = undos.pop().unwrap();
+        ledger.undo(&undo);
+        let account = ledger.account(&miner).unwrap();
+        assert_eq!(
+            (account.balance, account.immature),
+            (Amount::ZERO, Amount(INITIAL_SUBSIDY.0 * params.coinbase_maturity))
+        );
+        assert!(ledger.rewards.contains_key(&1));
+    }
+
+    #[test]
+    fn an_account_that_has_sent_is_never_removed() {
+        let keys = [TestKey::new(1)];
+        let mut ledger = ledger_with(&keys, COIN + 1_000);
+        // Send everything: balance 0, but nonce 1 keeps the account.
+        let pay = keys[0].pay(regtest().chain_id, Address([2; 20]), COIN, 1_000, 0);
+        let b = block(1, &[pay], Address([3; 20]));
+        let (update, _) = connect_block(&ledger.snapshot_for(regtest(), &b), &b).unwrap();
+        ledger.apply(&update);
+        assert_eq!(
+            ledger.account(&keys[0].address),
+            Some(Account { balance: Amount::ZERO, immature: Amount::ZERO, nonce: 1 })
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+        /// Connecting any sequence of blocks and undoing them in reverse restores the exact ledger.
+        #[test]
+        fn undo_restores_the_exact_previous_state(
+            plan in proptest::collection::vec(proptest::collection::vec((0usize..4, 0usize..5, 1u64..COIN, 0u64..5_000), 0..4), 1..8)
+        ) {
+            let keys: Vec<TestKey> = (0..4).map(TestKey::new).collect();
+            let mut ledger = ledger_with(&keys, 3 * COIN);
+            let original = ledger.clone();
+            let mut nonces = [0u64; 4];
+            let mut states = vec![ledger.clone()];
+            let mut undos = Vec::new();
+            for (i, payments) in plan.iter().enumerate() {
+                let height = i as u64 + 1;
+                let txs: Vec<SignedTransaction> = payments.iter().map(|&(from, to, amount, fee)| {
+                    let to = keys.get(to).map(|k| k.address).unwrap_or(Address([0x77; 20]));
+                    let stx = keys[from].pay(regtest().chain_id, to, amount, fee, nonces[from]);
+                    nonces[from] += 1;
+                    stx
+                }).collect();
+                let b = block(height, &txs, keys[i % 4].address);
+                match connect_block(&ledger.snapshot_for(regtest(), &b), &b) {
+                    Ok((update, undo)) => {
+                        ledger.apply(&update);
+                        undos.push(undo);
+                        states.push(ledger.clone());
+                    }
+                    // An overspend: the block is refused and changes nothing.
+                    Err(ValidationError::InsufficientBalance { .. } | ValidationError::SpendsImmatureReward { .. }) => break,
+                    Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                }
+            }
+            while let Some(undo) = undos.pop() {
+                states.pop();
+                ledger.undo(&undo);
+                prop_assert_eq!(Some(&ledger), states.last());
+            }
+            prop_assert_eq!(ledger, original);
+        }
+    }
+}
