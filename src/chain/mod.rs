@@ -175,6 +175,11 @@ impl<S: ChainStore> Chain<S> {
         &self.store
     }
 
+    /// Gives the store back, closing the chain.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     /// Makes every connected block durable. Call before announcing or reporting blocks.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.store.flush()
@@ -253,6 +258,48 @@ impl<S: ChainStore> Chain<S> {
             }
             cursor = self.index.get(&cursor.header.prev)?;
         }
+    }
+
+    /// Hashes that describe the best chain to a peer: the tip, then back by
+    /// doubling steps, genesis last (Bitcoin's block locator).
+    pub fn locator(&self) -> Vec<BlockHash> {
+        let mut out = Vec::new();
+        let mut height = self.height();
+        let mut step = 1u64;
+        loop {
+            if let Some(hash) = self.best_hash_at(height) {
+                out.push(hash);
+            }
+            if height == 0 {
+                break;
+            }
+            if out.len() >= 10 {
+                step = step.saturating_mul(2);
+            }
+            height = height.saturating_sub(step);
+        }
+        out
+    }
+
+    /// Headers of the best chain after the first `locator` hash on it (genesis
+    /// when none is), at most `max`.
+    pub fn headers_after(&self, locator: &[BlockHash], max: usize) -> Vec<BlockHeader> {
+        let start = locator
+            .iter()
+            .find(|h| self.is_on_best_chain(h))
+            .and_then(|h| self.index.get(h))
+            .map(|e| e.header.height)
+            .unwrap_or(0);
+        (start.saturating_add(1)..=self.height())
+            .take(max)
+            .filter_map(|h| self.best_hash_at(h))
+            .filter_map(|hash| self.index.get(&hash).map(|e| e.header))
+            .collect()
+    }
+
+    /// Whether the block is known (stored, or known to be invalid).
+    pub fn knows(&self, hash: &BlockHash) -> bool {
+        self.index.contains_key(hash) || self.orphans.contains(hash)
     }
 
     /// What a block on top of `parent` must carry: height, target, and a

@@ -203,6 +203,26 @@ fn reopening_a_store_restores_the_chain() {
 }
 
 #[test]
+fn the_locator_thins_out_and_headers_follow_the_shared_block() {
+    let mut chain = new_chain();
+    for _ in 0..40 {
+        extend(&mut chain, Address([1; 20]), &[]).unwrap();
+    }
+    let locator = chain.locator();
+    assert_eq!(locator.first(), Some(&chain.tip()));
+    assert_eq!(locator.last(), Some(&regtest().genesis_hash));
+    assert!(locator.len() < 20, "doubling steps after the first ten: {}", locator.len());
+    // A peer at height 25 gets the headers from 26 on.
+    let theirs = vec![chain.best_hash_at(25).unwrap(), regtest().genesis_hash];
+    let headers = chain.headers_after(&theirs, 100);
+    assert_eq!(headers.first().map(|h| h.height), Some(26));
+    assert_eq!(headers.len(), 15);
+    assert_eq!(chain.headers_after(&theirs, 5).len(), 5);
+    // An unknown locator starts after genesis.
+    assert_eq!(chain.headers_after(&[BlockHash::default()], 1000).len(), 40);
+}
+
+#[test]
 fn a_store_of_another_network_is_refused() {
     let chain = new_chain();
     let store = chain.store().clone();

@@ -8,6 +8,7 @@ pub mod difficulty;
 pub mod error;
 pub mod params;
 pub mod rules;
+pub mod verdict;
 
 pub use contextual::{check_header_against_parent, median_time_past, ParentContext};
 pub use difficulty::next_target;

@@ -9,6 +9,9 @@
 //! may share one flush. The tree layout is described in `layout.rs`.
 
 mod layout;
+mod reindex;
+
+pub use reindex::reindex;
 
 use std::path::Path;
 

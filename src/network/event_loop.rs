@@ -1,0 +1,370 @@
+//! The event loop that owns the Swarm alone. The rest of the node holds a
+//! cheap [`Client`] that sends [`Command`]s, and reads [`NetworkEvent`]s from
+//! a channel: the shape of rust-libp2p's file-sharing example.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, PublishError};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc;
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::protocol::{SyncRequest, SyncResponse};
+use crate::consensus::Params;
+use crate::rpc::{QueryRequest, QueryResponse};
+
+/// The two gossip topics of a network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Transactions,
+    Blocks,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Publish { topic: Topic, data: Vec<u8> },
+    ReportValidation { id: MessageId, source: PeerId, acceptance: MessageAcceptance },
+    SendSync { peer: PeerId, request: SyncRequest },
+    RespondSync { channel: ResponseChannel<SyncResponse>, response: SyncResponse },
+    RespondQuery { channel: ResponseChannel<QueryResponse>, response: QueryResponse },
+    Dial(Multiaddr),
+    Disconnect(PeerId),
+}
+
+#[derive(Debug)]
+pub enum NetworkEvent {
+    /// A complete listen address, ending in `/p2p/<peer id>`.
+    Listening(Multiaddr),
+    PeerConnected {
+        peer: PeerId,
+        addr: Multiaddr,
+    },
+    PeerDisconnected {
+        peer: PeerId,
+    },
+    /// Listen addresses a peer told us through identify.
+    PeerAddresses {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    },
+    Gossip {
+        source: PeerId,
+        id: MessageId,
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    SyncRequest {
+        peer: PeerId,
+        request: SyncRequest,
+        channel: ResponseChannel<SyncResponse>,
+    },
+    SyncResponse {
+        peer: PeerId,
+        response: SyncResponse,
+    },
+    SyncFailure {
+        peer: PeerId,
+        error: String,
+    },
+    QueryRequest {
+        peer: PeerId,
+        request: QueryRequest,
+        channel: ResponseChannel<QueryResponse>,
+    },
+}
+
+/// The node's handle on the network.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    pub peer_id: PeerId,
+}
+
+impl Client {
+    /// Sends a command; `false` when the event loop has stopped.
+    pub async fn send(&self, command: Command) -> bool {
+        self.commands.send(command).await.is_ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("cannot set up the transport: {0}")]
+    Transport(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error(transparent)]
+    Behaviour(#[from] super::behaviour::BehaviourError),
+}
+
+pub struct NetworkConfig {
+    pub listen: Vec<Multiaddr>,
+    pub external_addrs: Vec<Multiaddr>,
+    /// Whether a peer connected from this address may use the query protocol.
+    pub query_allowed: Box<dyn Fn(IpAddr) -> bool + Send>,
+}
+
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetworkEvent>,
+    tx_topic: IdentTopic,
+    block_topic: IdentTopic,
+    query_allowed: Box<dyn Fn(IpAddr) -> bool + Send>,
+    /// The address each connected peer's latest connection came from.
+    remote_ips: HashMap<PeerId, Option<IpAddr>>,
+    dialing: HashSet<PeerId>,
+}
+
+/// Builds the swarm, starts listening, and returns the client, the events and the loop to run.
+pub fn new(
+    key: Keypair,
+    params: &'static Params,
+    config: NetworkConfig,
+) -> Result<(Client, mpsc::Receiver<NetworkEvent>, EventLoop), NetworkError> {
+    let peer_id = key.public().to_peer_id();
+    let behaviour = Behaviour::new(&key, params.network)?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetworkError::Transport(e.to_string()))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| NetworkError::Transport(e.to_string()))?
+        // Peers stay connected between blocks; the default 10 s would drop quiet ones.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetworkError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+    }
+    for addr in &config.external_addrs {
+        swarm.add_external_address(addr.clone());
+    }
+    let tx_topic = IdentTopic::new(params.tx_topic());
+    let block_topic = IdentTopic::new(params.block_topic());
+    for topic in [&tx_topic, &block_topic] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(topic)
+            .map_err(|e| NetworkError::Transport(format!("cannot subscribe: {e}")))?;
+    }
+    let (command_tx, command_rx) = mpsc::channel(1024);
+    let (event_tx, event_rx) = mpsc::channel(1024);
+    let event_loop = EventLoop {
+        swarm,
+        commands: command_rx,
+        events: event_tx,
+        tx_topic,
+        block_topic,
+        query_allowed: config.query_allowed,
+        remote_ips: HashMap::new(),
+        dialing: HashSet::new(),
+    };
+    Ok((Client { commands: command_tx, peer_id }, event_rx, event_loop))
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
+/// Whether an address is worth handing to Kademlia (not unspecified).
+fn is_dialable(addr: &Multiaddr) -> bool {
+    match ip_of(addr) {
+        Some(ip) => !ip.is_unspecified(),
+        None => true,
+    }
+}
+
+impl EventLoop {
+    /// Runs until the node drops its client (every sender of commands).
+    pub async fn run(mut self) {
+        let mut walk = tokio::time::interval(Duration::from_secs(15));
+        walk.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event).await,
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+                _ = walk.tick() => self.random_walk(),
+            }
+        }
+    }
+
+    /// Looks up a random peer id, so the routing table fills with peers our
+    /// peers know, which we then dial.
+    fn random_walk(&mut self) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if kad.kbuckets().map(|b| b.num_entries()).sum::<usize>() > 0 {
+            kad.get_closest_peers(PeerId::random());
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { topic, data } => {
+                let topic = match topic {
+                    Topic::Transactions => self.tx_topic.clone(),
+                    Topic::Blocks => self.block_topic.clone(),
+                };
+                match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
+                    // Nobody to tell yet, or already told: neither is a failure here.
+                    Ok(_) | Err(PublishError::Duplicate) | Err(PublishError::NoPeersSubscribedToTopic) => {}
+                    Err(e) => tracing::warn!("cannot publish: {e}"),
+                }
+            }
+            Command::ReportValidation { id, source, acceptance } => {
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+            }
+            Command::SendSync { peer, request } => {
+                self.swarm.behaviour_mut().sync.send_request(&peer, request);
+            }
+            Command::RespondSync { channel, response } => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+            }
+            Command::RespondQuery { channel, response } => {
+                let _ = self.swarm.behaviour_mut().query.send_response(channel, response);
+            }
+            Command::Dial(addr) => {
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::debug!(%addr, "cannot dial: {e}");
+                }
+            }
+            Command::Disconnect(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+    }
+
+    async fn emit(&mut self, event: NetworkEvent) {
+        let _ = self.events.send(event).await;
+    }
+
+    async fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
+                self.emit(NetworkEvent::Listening(full)).await;
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                let addr = endpoint.get_remote_address().clone();
+                self.remote_ips.insert(peer_id, ip_of(&addr));
+                self.dialing.remove(&peer_id);
+                if endpoint.is_dialer() {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                }
+                if num_established.get() == 1 {
+                    self.emit(NetworkEvent::PeerConnected { peer: peer_id, addr }).await;
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.remote_ips.remove(&peer_id);
+                self.emit(NetworkEvent::PeerDisconnected { peer: peer_id }).await;
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if let Some(peer) = peer_id {
+                    self.dialing.remove(&peer);
+                }
+                tracing::debug!(?peer_id, "outgoing connection failed: {error}");
+            }
+            SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event).await,
+            _ => {}
+        }
+    }
+
+    async fn handle_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                let topic = if message.topic == self.tx_topic.hash() {
+                    Topic::Transactions
+                } else if message.topic == self.block_topic.hash() {
+                    Topic::Blocks
+                } else {
+                    self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Reject,
+                    );
+                    return;
+                };
+                self.emit(NetworkEvent::Gossip {
+                    source: propagation_source,
+                    id: message_id,
+                    topic,
+                    data: message.data,
+                })
+                .await;
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().filter(is_dialable).collect();
+                for addr in &addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                }
+                self.emit(NetworkEvent::PeerAddresses { peer: peer_id, addrs }).await;
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => self.dial_if_new(peer),
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(ok)),
+                ..
+            }) => {
+                for info in ok.peers {
+                    for addr in info.addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&info.peer_id, addr);
+                    }
+                    self.dial_if_new(info.peer_id);
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.emit(NetworkEvent::SyncRequest { peer, request, channel }).await;
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.emit(NetworkEvent::SyncResponse { peer, response }).await;
+                }
+            },
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, error, .. }) => {
+                self.emit(NetworkEvent::SyncFailure { peer, error: error.to_string() }).await;
+            }
+            BehaviourEvent::Query(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            }) => {
+                let allowed = self.remote_ips.get(&peer).copied().flatten().is_some_and(|ip| (self.query_allowed)(ip));
+                if allowed {
+                    self.emit(NetworkEvent::QueryRequest { peer, request, channel }).await;
+                } else {
+                    let refusal = QueryResponse::Error(
+                        "this node does not answer queries from your address; see its --query-allow".into(),
+                    );
+                    let _ = self.swarm.behaviour_mut().query.send_response(channel, refusal);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn dial_if_new(&mut self, peer: PeerId) {
+        if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) || !self.dialing.insert(peer) {
+            return;
+        }
+        if let Err(e) = self.swarm.dial(peer) {
+            self.dialing.remove(&peer);
+            tracing::debug!(%peer, "cannot dial a discovered peer: {e}");
+        }
+    }
+}

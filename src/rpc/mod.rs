@@ -1,0 +1,146 @@
+//! The query protocol that serves `ourcoin-cli`: requests, and replies shaped
+//! exactly as the `--json` documents of SPEC §7 (amounts in base units,
+//! hashes and keys as lowercase hex), so the client prints them as they come.
+
+pub mod client;
+pub mod handler;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Address, BlockHash, SignedTransaction, Txid, MAX_BLOCK_BYTES, MAX_TX_BYTES};
+
+/// The libp2p protocol name of the query protocol.
+pub const QUERY_PROTOCOL: &str = "/ourcoin/query/1";
+/// The largest query request: a submission is the biggest.
+pub const MAX_QUERY_REQUEST_BYTES: usize = MAX_TX_BYTES + 64;
+/// The largest query reply (a block's txids, a long history).
+pub const MAX_QUERY_RESPONSE_BYTES: usize = 4 * MAX_BLOCK_BYTES;
+/// The most entries a history or mempool listing returns.
+pub const MAX_LIST_LIMIT: u32 = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlockId {
+    Height(u64),
+    Hash(BlockHash),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryRequest {
+    Status,
+    Balance { address: Address },
+    History { address: Address, limit: u32 },
+    Block(BlockId),
+    Tx(Txid),
+    Peers,
+    Mempool { limit: u32 },
+    Submit(SignedTransaction),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryResponse {
+    Status(StatusReply),
+    Balance(BalanceReply),
+    History(HistoryReply),
+    Block(BlockReply),
+    Tx(TxReply),
+    Peers(Vec<PeerReply>),
+    Mempool(MempoolReply),
+    Submitted(SubmitReply),
+    /// The request could not be answered; the text says why, for the user.
+    Error(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub network: String,
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub height: u64,
+    pub tip: String,
+    /// Cumulative work of the best chain, 64 hex digits.
+    pub work: String,
+    pub peers: u64,
+    pub mempool: u64,
+    pub mining: bool,
+    /// Height of the best chain a peer has announced (the sync target).
+    pub best_known_height: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceReply {
+    pub address: String,
+    pub confirmed: u64,
+    pub immature: u64,
+    pub pending: u64,
+    /// Transactions the account has sent (confirmed).
+    pub nonce: u64,
+    /// The nonce the next transaction must carry, counting pending ones.
+    pub next_nonce: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub txid: String,
+    /// `None` for a mining reward.
+    pub from: Option<String>,
+    pub to: String,
+    pub amount: u64,
+    pub fee: u64,
+    /// `None` while pending.
+    pub height: Option<u64>,
+    pub confirmations: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryReply {
+    pub address: String,
+    pub transactions: Vec<HistoryEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockReply {
+    pub hash: String,
+    pub height: u64,
+    pub prev: String,
+    pub time: u64,
+    /// The full 256-bit target, 64 hex digits.
+    pub target: String,
+    pub nonce: u64,
+    /// Coinbase first.
+    pub txids: Vec<String>,
+    pub aggregate_signature: Option<String>,
+    pub confirmations: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxReply {
+    pub txid: String,
+    /// `None` for a coinbase.
+    pub from: Option<String>,
+    pub to: String,
+    pub amount: u64,
+    pub fee: u64,
+    /// `None` for a coinbase (it carries its height instead).
+    pub nonce: Option<u64>,
+    /// `None` while pending.
+    pub height: Option<u64>,
+    pub block: Option<String>,
+    pub confirmations: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerReply {
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MempoolReply {
+    pub count: u64,
+    pub txids: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitReply {
+    pub txid: String,
+}
