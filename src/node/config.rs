@@ -1,0 +1,1085 @@
+//! The node's configuration: `ourcoind`'s flags, the TOML file that can set
+//! each of them, and their resolution into one checked [`NodeConfig`].
+//!
+//! Flags win over the file; the file wins over the defaults. Without
+//! `--config`, `<datadir>/ourcoind.toml` is read when it exists, as bitcoind
+//! reads the `bitcoin.conf` in its datadir.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::Parser;
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+
+use crate::consensus::Params;
+use crate::types::{Address, AddressParseError, Network};
+
+/// The name of the config file looked for in the datadir.
+pub const CONFIG_FILE_NAME: &str = "ourcoind.toml";
+
+/// `ourcoind`'s command line. Every value is optional, so that a config file
+/// can supply it; [`resolve`] applies the file and the defaults.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "ourcoind", version, about = "The OurCoin node: mines, validates, relays, stores, serves queries")]
+pub struct Args {
+    /// TOML config file (default: <datadir>/ourcoind.toml, when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (default: ~/.ourcoin/<network>).
+    #[arg(long, value_name = "DIR")]
+    pub datadir: Option<PathBuf>,
+    /// The network: main (default), test or regtest.
+    #[arg(long, value_name = "main|test|regtest")]
+    pub network: Option<Network>,
+    /// Address to listen on (repeatable; default: /ip4/0.0.0.0/tcp/<network's port>).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// A peer to join through, ending in /p2p/<peer id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
+    /// An address others can reach this node at, announced to peers (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub external_addr: Vec<String>,
+    /// Networks whose peers may use the query protocol (repeatable; default: loopback only).
+    #[arg(long, value_name = "CIDR")]
+    pub query_allow: Vec<String>,
+    /// Rebuild the ledger and every index from the stored blocks.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub reindex: Option<bool>,
+    /// Mine blocks paying --miner-address.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub mine: Option<bool>,
+    /// The address mining rewards are paid to.
+    #[arg(long, value_name = "ADDRESS")]
+    pub miner_address: Option<String>,
+    /// Mining threads (default: 1).
+    #[arg(long, value_name = "N")]
+    pub miner_threads: Option<usize>,
+    /// Log filter, as RUST_LOG (default: info).
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// A private playground: regtest, mining to a wallet created in the datadir.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dev: Option<bool>,
+}
+
+/// The checked configuration the node runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub network: Network,
+    pub datadir: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    /// Each ends in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    pub external_addrs: Vec<Multiaddr>,
+    /// Empty: nobody may query.
+    pub query_allow: Vec<Cidr>,
+    pub reindex: bool,
+    pub mine: bool,
+    /// `None` while mining only with `dev`: the node then mines to a wallet
+    /// it creates in the datadir.
+    pub miner_address: Option<Address>,
+    /// At least 1.
+    pub miner_threads: usize,
+    /// A valid `tracing_subscriber::EnvFilter` directive.
+    pub log: String,
+    pub dev: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {}: {error}", path.display())]
+    ReadFile { path: PathBuf, error: std::io::Error },
+    #[error("{} is not a valid ourcoind config file: {reason} (config/ourcoind.toml shows every key it may set)", path.display())]
+    ParseFile { path: PathBuf, reason: String },
+    #[error(
+        "{} sets `datadir`, but it was read from that datadir: remove the key, or pass the file with --config",
+        path.display()
+    )]
+    DatadirInDatadirConfig { path: PathBuf },
+    #[error(
+        "{} sets the {file_network} network, but it was read from the default datadir of the {dir_network} network: \
+         start with --network {file_network} and keep the file in that network's datadir, or pass it with --config",
+        path.display()
+    )]
+    NetworkOfDefaultDatadir { path: PathBuf, file_network: Network, dir_network: Network },
+    #[error("HOME is not set, so there is no default data directory: give --datadir DIR")]
+    NoHome,
+    #[error("--dev runs a regtest playground, but {origin} asks for the {network} network: drop one of them")]
+    DevOnOtherNetwork { origin: String, network: Network },
+    #[error("--dev always mines, but {origin} turns mining off: drop one of them (--network regtest runs a node that does not mine)")]
+    DevWithoutMining { origin: String },
+    #[error(
+        "mining needs an address to pay: give --miner-address ADDRESS (`ourcoin-cli --network {network} wallet new` \
+         creates one), or use --dev"
+    )]
+    MineWithoutAddress { network: Network },
+    /// A bad value, and the flag, file key or variable it came from.
+    #[error("{origin}: {error}")]
+    Setting { origin: String, error: Box<ConfigError> },
+    #[error("`{value}` is not a multiaddr ({reason}): write it like /ip4/127.0.0.1/tcp/9733")]
+    InvalidMultiaddr { value: String, reason: String },
+    #[error("listen address `{value}` names a peer id: drop its /p2p/… part, the node adds its own")]
+    ListenWithPeerId { value: String },
+    #[error(
+        "`{value}` does not end in /p2p/<peer id>: copy the complete address the other node logs at start, \
+         like /ip4/192.0.2.1/tcp/9733/p2p/12D3KooW…"
+    )]
+    BootstrapWithoutPeerId { value: String },
+    #[error(
+        "`{value}` is not an IP network ({reason}): write an address with an optional prefix length, \
+         like 127.0.0.0/8, ::1/128 or 192.168.1.7"
+    )]
+    InvalidCidr { value: String, reason: String },
+    #[error("{error}: give an address of the {network} network (`ourcoin-cli --network {network} wallet address` prints yours)")]
+    InvalidMinerAddress { network: Network, error: AddressParseError },
+    #[error("the miner needs at least one thread: give 1 or more")]
+    ZeroMinerThreads,
+    #[error(
+        "`{value}` is not a log filter ({reason}): use a level such as info or debug, or directives such as \
+         info,ourcoin::network=debug"
+    )]
+    InvalidLogFilter { value: String, reason: String },
+}
+
+/// What the config file may set: every flag but `--config`, named with
+/// underscores. Unknown keys are refused, so a typo is not silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    network: Option<Network>,
+    datadir: Option<PathBuf>,
+    listen: Option<Vec<String>>,
+    bootstrap: Option<Vec<String>>,
+    external_addr: Option<Vec<String>>,
+    query_allow: Option<Vec<String>>,
+    reindex: Option<bool>,
+    mine: Option<bool>,
+    miner_address: Option<String>,
+    miner_threads: Option<usize>,
+    log: Option<String>,
+    dev: Option<bool>,
+}
+
+/// How the config file was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// Named by `--config`.
+    Given,
+    /// In the datadir named by `--datadir`.
+    InGivenDatadir,
+    /// In the default datadir of this network.
+    InDefaultDatadir(Network),
+}
+
+struct ConfigFile {
+    path: PathBuf,
+    found: Found,
+    values: FileConfig,
+}
+
+impl ConfigFile {
+    fn read(path: PathBuf, found: Found) -> Result<ConfigFile, ConfigError> {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) => return Err(ConfigError::ReadFile { path, error }),
+        };
+        match toml::from_str(&text) {
+            Ok(values) => Ok(ConfigFile { path, found, values }),
+            Err(e) => Err(ConfigError::ParseFile { path, reason: e.message().to_string() + &line_of(&text, e.span()) }),
+        }
+    }
+}
+
+/// " at line N" for the start of `span`, if known.
+fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span.and_then(|span| text.get(..span.start)) {
+        Some(before) => format!(" at line {}", before.matches('\n').count() + 1),
+        None => String::new(),
+    }
+}
+
+/// What [`resolve`] reads from the process environment, apart so tests need
+/// not change the real one.
+struct Environment {
+    home: Option<PathBuf>,
+    rust_log: Option<String>,
+}
+
+/// Where a setting came from, for error messages: `--miner-threads` or
+/// `` `miner_threads` in /path/ourcoind.toml ``.
+struct Origin<'a> {
+    key: &'static str,
+    file: Option<&'a Path>,
+}
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.file {
+            None => write!(f, "--{}", self.key.replace('_', "-")),
+            Some(path) => write!(f, "`{}` in {}", self.key, path.display()),
+        }
+    }
+}
+
+/// The flag's value if given, else the file's.
+fn pick<'a, T>(
+    key: &'static str,
+    flag: Option<T>,
+    file: &'a Option<ConfigFile>,
+    from_file: Option<T>,
+) -> Option<(T, Origin<'a>)> {
+    match flag {
+        Some(value) => Some((value, Origin { key, file: None })),
+        None => from_file.map(|value| (value, Origin { key, file: file.as_ref().map(|f| f.path.as_path()) })),
+    }
+}
+
+/// The flag's list if any was given, else the file's.
+fn pick_list<'a>(
+    key: &'static str,
+    flag: Vec<String>,
+    file: &'a Option<ConfigFile>,
+    from_file: Option<Vec<String>>,
+) -> Option<(Vec<String>, Origin<'a>)> {
+    pick(key, Some(flag).filter(|list| !list.is_empty()), file, from_file)
+}
+
+fn in_setting(origin: &Origin<'_>, error: ConfigError) -> ConfigError {
+    ConfigError::Setting { origin: origin.to_string(), error: Box::new(error) }
+}
+
+/// Checks the flags and the config file and fills in the defaults.
+pub fn resolve(args: Args) -> Result<NodeConfig, ConfigError> {
+    let env = Environment {
+        home: std::env::var_os("HOME").filter(|home| !home.is_empty()).map(PathBuf::from),
+        rust_log: std::env::var("RUST_LOG").ok().filter(|filter| !filter.trim().is_empty()),
+    };
+    resolve_in(args, &env)
+}
+
+fn resolve_in(args: Args, env: &Environment) -> Result<NodeConfig, ConfigError> {
+    let flag_datadir = args.datadir.as_deref().map(|dir| expand_home(dir, env)).transpose()?;
+    let file = find_config_file(&args, flag_datadir.as_deref(), env)?;
+    let values = file.as_ref().map(|f| f.values.clone()).unwrap_or_default();
+    let file_path = file.as_ref().map(|f| f.path.clone());
+
+    let dev = pick("dev", args.dev, &file, values.dev);
+    let is_dev = dev.as_ref().is_some_and(|(dev, _)| *dev);
+    let network = match pick("network", args.network, &file, values.network) {
+        Some((network, origin)) if is_dev && network != Network::Regtest => {
+            return Err(ConfigError::DevOnOtherNetwork { origin: origin.to_string(), network })
+        }
+        Some((network, _)) => network,
+        None if is_dev => Network::Regtest,
+        None => Network::Main,
+    };
+    let params = Params::get(network);
+
+    let datadir = match (flag_datadir, &file) {
+        // --datadir wins, even over a `datadir` in the file found in it.
+        (Some(dir), _) => dir,
+        (None, Some(ConfigFile { path, found: Found::InDefaultDatadir(dir_network), .. })) => {
+            if values.datadir.is_some() {
+                return Err(ConfigError::DatadirInDatadirConfig { path: path.clone() });
+            }
+            if *dir_network != network {
+                return Err(ConfigError::NetworkOfDefaultDatadir {
+                    path: path.clone(),
+                    file_network: network,
+                    dir_network: *dir_network,
+                });
+            }
+            default_datadir(env, network)?
+        }
+        (None, _) => match &values.datadir {
+            Some(dir) => expand_home(dir, env)?,
+            None => default_datadir(env, network)?,
+        },
+    };
+
+    let listen = match pick_list("listen", args.listen, &file, values.listen) {
+        Some((list, origin)) if !list.is_empty() => parse_each(&list, &origin, parse_listen)?,
+        _ => vec![default_listen(params.default_port)],
+    };
+    let bootstrap = match pick_list("bootstrap", args.bootstrap, &file, values.bootstrap) {
+        Some((list, origin)) => parse_each(&list, &origin, parse_bootstrap)?,
+        None => Vec::new(),
+    };
+    let external_addrs = match pick_list("external_addr", args.external_addr, &file, values.external_addr) {
+        Some((list, origin)) => parse_each(&list, &origin, parse_multiaddr)?,
+        None => Vec::new(),
+    };
+    let query_allow = match pick_list("query_allow", args.query_allow, &file, values.query_allow) {
+        Some((list, origin)) => parse_each(&list, &origin, Cidr::parse)?,
+        None => Cidr::loopback(),
+    };
+
+    let reindex = pick("reindex", args.reindex, &file, values.reindex).is_some_and(|(reindex, _)| reindex);
+    let mine = match pick("mine", args.mine, &file, values.mine) {
+        Some((false, origin)) if is_dev => return Err(ConfigError::DevWithoutMining { origin: origin.to_string() }),
+        Some((mine, _)) => mine || is_dev,
+        None => is_dev,
+    };
+    let miner_address = match pick("miner_address", args.miner_address, &file, values.miner_address) {
+        Some((text, origin)) => Some(
+            Address::parse(text.trim(), network)
+                .map_err(|error| in_setting(&origin, ConfigError::InvalidMinerAddress { network, error }))?,
+        ),
+        None => None,
+    };
+    if mine && miner_address.is_none() && !is_dev {
+        return Err(ConfigError::MineWithoutAddress { network });
+    }
+    let miner_threads = match pick("miner_threads", args.miner_threads, &file, values.miner_threads) {
+        Some((0, origin)) => return Err(in_setting(&origin, ConfigError::ZeroMinerThreads)),
+        Some((threads, _)) => threads,
+        None => 1,
+    };
+
+    // RUST_LOG is set for one run, so it is more specific than the file.
+    let log = match (args.log, &env.rust_log, values.log) {
+        (Some(filter), _, _) => (filter, "--log".to_string()),
+        (None, Some(filter), _) => (filter.clone(), "the RUST_LOG environment variable".to_string()),
+        (None, None, Some(filter)) => {
+            let origin = Origin { key: "log", file: file_path.as_deref() }.to_string();
+            (filter, origin)
+        }
+        (None, None, None) => ("info".to_string(), String::new()),
+    };
+    let log = match check_log_filter(&log.0) {
+        Ok(()) => log.0,
+        Err(error) => return Err(ConfigError::Setting { origin: log.1, error: Box::new(error) }),
+    };
+
+    Ok(NodeConfig {
+        network,
+        datadir,
+        listen,
+        bootstrap,
+        external_addrs,
+        query_allow,
+        reindex,
+        mine,
+        miner_address,
+        miner_threads,
+        log,
+        dev: is_dev,
+    })
+}
+
+/// The file named by `--config`, else `ourcoind.toml` in the datadir given by
+/// `--datadir` or the default datadir of the network the flags name.
+fn find_config_file(
+    args: &Args,
+    flag_datadir: Option<&Path>,
+    env: &Environment,
+) -> Result<Option<ConfigFile>, ConfigError> {
+    if let Some(path) = &args.config {
+        return ConfigFile::read(expand_home(path, env)?, Found::Given).map(Some);
+    }
+    let (dir, found) = match flag_datadir {
+        Some(dir) => (dir.to_path_buf(), Found::InGivenDatadir),
+        None => {
+            let network = match (args.network, args.dev) {
+                (Some(network), _) => network,
+                (None, Some(true)) => Network::Regtest,
+                (None, _) => Network::Main,
+            };
+            // Without HOME there is no default datadir to look in; that is an
+            // error later only if nothing else names a datadir.
+            match default_datadir(env, network) {
+                Ok(dir) => (dir, Found::InDefaultDatadir(network)),
+                Err(_) => return Ok(None),
+            }
+        }
+    };
+    let path = dir.join(CONFIG_FILE_NAME);
+    if path.is_file() {
+        ConfigFile::read(path, found).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// `/ip4/0.0.0.0/tcp/<port>`: every IPv4 interface.
+fn default_listen(port: u16) -> Multiaddr {
+    Multiaddr::empty().with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED)).with(Protocol::Tcp(port))
+}
+
+/// `~/.ourcoin/<network>`.
+fn default_datadir(env: &Environment, network: Network) -> Result<PathBuf, ConfigError> {
+    match &env.home {
+        Some(home) => Ok(home.join(".ourcoin").join(network.name())),
+        None => Err(ConfigError::NoHome),
+    }
+}
+
+/// Replaces a leading `~` with HOME, as a shell would (a file's paths and
+/// `--datadir=~/…` do not pass through one).
+fn expand_home(path: &Path, env: &Environment) -> Result<PathBuf, ConfigError> {
+    match path.strip_prefix("~") {
+        Ok(rest) => match &env.home {
+            Some(home) if rest.as_os_str().is_empty() => Ok(home.clone()),
+            Some(home) => Ok(home.join(rest)),
+            None => Err(ConfigError::NoHome),
+        },
+        Err(_) => Ok(path.to_path_buf()),
+    }
+}
+
+fn parse_each<T>(
+    values: &[String],
+    origin: &Origin<'_>,
+    parse: impl Fn(&str) -> Result<T, ConfigError>,
+) -> Result<Vec<T>, ConfigError> {
+    values.iter().map(|value| parse(value.trim()).map_err(|error| in_setting(origin, error))).collect()
+}
+
+fn parse_multiaddr(text: &str) -> Result<Multiaddr, ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidMultiaddr { value: shorten(text), reason };
+    if text.is_empty() {
+        return Err(invalid("it is empty".to_string()));
+    }
+    Multiaddr::from_str(text).map_err(|e| invalid(e.to_string()))
+}
+
+fn parse_listen(text: &str) -> Result<Multiaddr, ConfigError> {
+    let addr = parse_multiaddr(text)?;
+    if addr.iter().any(|protocol| matches!(protocol, Protocol::P2p(_))) {
+        return Err(ConfigError::ListenWithPeerId { value: shorten(text) });
+    }
+    Ok(addr)
+}
+
+fn parse_bootstrap(text: &str) -> Result<Multiaddr, ConfigError> {
+    let addr = parse_multiaddr(text)?;
+    // A peer id alone says whom to reach but not where.
+    let dialable = addr.iter().count() >= 2;
+    match addr.iter().last() {
+        Some(Protocol::P2p(_)) if dialable => Ok(addr),
+        _ => Err(ConfigError::BootstrapWithoutPeerId { value: shorten(text) }),
+    }
+}
+
+fn check_log_filter(filter: &str) -> Result<(), ConfigError> {
+    match tracing_subscriber::EnvFilter::try_new(filter) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ConfigError::InvalidLogFilter { value: shorten(filter), reason: e.to_string() }),
+    }
+}
+
+/// A user's text, cut short enough to quote in an error.
+fn shorten(text: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    if text.chars().count() > MAX_CHARS {
+        text.chars().take(MAX_CHARS).chain("…".chars()).collect()
+    } else {
+        text.to_string()
+    }
+}
+
+/// An IPv4 or IPv6 network: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    /// With every bit past the prefix cleared.
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDRESS/PREFIX` or a bare address (a single host: /32 or
+    /// /128). Bits past the prefix are ignored: `192.168.1.7/24` is
+    /// `192.168.1.0/24`.
+    pub fn parse(text: &str) -> Result<Cidr, ConfigError> {
+        let invalid = |reason: &str| ConfigError::InvalidCidr { value: shorten(text), reason: reason.to_string() };
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let address = IpAddr::from_str(address).map_err(|_| invalid("not an IPv4 or IPv6 address before the /"))?;
+        let max_prefix = match address {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        let prefix = match prefix {
+            None => max_prefix,
+            // u8's parser takes a leading '+', which no address notation has.
+            Some(digits) if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(invalid("the prefix length after the / is not a number"))
+            }
+            Some(digits) => match digits.parse::<u8>() {
+                Ok(prefix) if prefix <= max_prefix => prefix,
+                _ if max_prefix == 32 => return Err(invalid("an IPv4 prefix length is at most 32")),
+                _ => return Err(invalid("an IPv6 prefix length is at most 128")),
+            },
+        };
+        Ok(Cidr { network: mask(address, prefix), prefix })
+    }
+
+    /// The default of `--query-allow`: this machine only.
+    pub fn loopback() -> Vec<Cidr> {
+        vec![
+            Cidr { network: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), prefix: 8 },
+            Cidr { network: IpAddr::V6(Ipv6Addr::LOCALHOST), prefix: 128 },
+        ]
+    }
+
+    /// Whether `ip` lies in this network. An IPv4 address mapped into IPv6
+    /// (`::ffff:127.0.0.1`, as a dual-stack socket reports IPv4 peers) is
+    /// treated as the IPv4 address it carries.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V4(_) => ip,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => mask(ip, self.prefix) == self.network,
+            _ => false,
+        }
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+}
+
+/// `address` with every bit past the first `prefix` cleared.
+fn mask(address: IpAddr, prefix: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let keep = u32::MAX.checked_shl(32u32.saturating_sub(prefix.into())).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & keep))
+        }
+        IpAddr::V6(v6) => {
+            let keep = u128::MAX.checked_shl(128u32.saturating_sub(prefix.into())).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & keep))
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = ConfigError;
+    fn from_str(text: &str) -> Result<Cidr, ConfigError> {
+        Cidr::parse(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::TestKey;
+    use clap::CommandFactory;
+    use libp2p::PeerId;
+
+    /// A HOME of its own, so no real config file is read.
+    struct Home {
+        dir: tempfile::TempDir,
+    }
+
+    impl Home {
+        fn new() -> Home {
+            Home { dir: tempfile::tempdir().unwrap() }
+        }
+
+        fn path(&self) -> PathBuf {
+            self.dir.path().to_path_buf()
+        }
+
+        fn env(&self) -> Environment {
+            Environment { home: Some(self.path()), rust_log: None }
+        }
+
+        /// Writes `text` to `relative` under HOME and returns its path.
+        fn write(&self, relative: &str, text: &str) -> PathBuf {
+            let path = self.dir.path().join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+    }
+
+    fn args(flags: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("ourcoind").chain(flags.iter().copied())).unwrap()
+    }
+
+    fn resolve_flags(home: &Home, flags: &[&str]) -> Result<NodeConfig, ConfigError> {
+        resolve_in(args(flags), &home.env())
+    }
+
+    fn addr(text: &str) -> Multiaddr {
+        text.parse().unwrap()
+    }
+
+    fn bootstrap_addr() -> String {
+        format!("/ip4/127.0.0.1/tcp/29733/p2p/{}", PeerId::random())
+    }
+
+    /// The inner error of a [`ConfigError::Setting`], with its origin.
+    fn setting_error(result: Result<NodeConfig, ConfigError>) -> (String, ConfigError) {
+        match result {
+            Err(ConfigError::Setting { origin, error }) => (origin, *error),
+            other => panic!("expected a bad setting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_without_flags_or_file() {
+        let home = Home::new();
+        let config = resolve_flags(&home, &[]).unwrap();
+        assert_eq!(
+            config,
+            NodeConfig {
+                network: Network::Main,
+                datadir: home.path().join(".ourcoin").join("main"),
+                listen: vec![addr("/ip4/0.0.0.0/tcp/9733")],
+                bootstrap: vec![],
+                external_addrs: vec![],
+                query_allow: vec![Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("::1/128").unwrap()],
+                reindex: false,
+                mine: false,
+                miner_address: None,
+                miner_threads: 1,
+                log: "info".to_string(),
+                dev: false,
+            }
+        );
+    }
+
+    #[test]
+    fn each_network_defaults_to_its_own_datadir_and_port() {
+        let home = Home::new();
+        let config = resolve_flags(&home, &["--network", "test"]).unwrap();
+        assert_eq!(config.datadir, home.path().join(".ourcoin/test"));
+        assert_eq!(config.listen, vec![addr("/ip4/0.0.0.0/tcp/19733")]);
+        let config = resolve_flags(&home, &["--network", "regtest"]).unwrap();
+        assert_eq!(config.listen, vec![addr("/ip4/0.0.0.0/tcp/29733")]);
+        assert!(!config.mine);
+    }
+
+    #[test]
+    fn dev_is_a_mining_regtest_node_without_an_address() {
+        let home = Home::new();
+        let config = resolve_flags(&home, &["--dev"]).unwrap();
+        assert!(config.dev && config.mine);
+        assert_eq!(config.network, Network::Regtest);
+        assert_eq!(config.datadir, home.path().join(".ourcoin/regtest"));
+        assert_eq!(config.miner_address, None);
+        assert!(resolve_flags(&home, &["--dev", "--network", "regtest", "--mine"]).is_ok());
+
+        let address = TestKey::new(1).address;
+        let text = address.encode(Network::Regtest);
+        let config = resolve_flags(&home, &["--dev", "--miner-address", &text]).unwrap();
+        assert_eq!(config.miner_address, Some(address));
+    }
+
+    #[test]
+    fn dev_on_another_network_or_without_mining_is_refused() {
+        let home = Home::new();
+        let result = resolve_flags(&home, &["--dev", "--network", "main"]);
+        assert!(matches!(result, Err(ConfigError::DevOnOtherNetwork { network: Network::Main, .. })), "{result:?}");
+        let result = resolve_flags(&home, &["--dev", "--mine=false"]);
+        assert!(matches!(result, Err(ConfigError::DevWithoutMining { .. })), "{result:?}");
+
+        let file = home.write("node.toml", "network = \"test\"\n");
+        let result = resolve_flags(&home, &["--dev", "--config", file.to_str().unwrap()]);
+        match result {
+            Err(ConfigError::DevOnOtherNetwork { origin, network: Network::Test }) => {
+                assert!(origin.contains("`network` in") && origin.contains("node.toml"), "{origin}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn boolean_flags_take_an_optional_value() {
+        assert_eq!(args(&["--mine"]).mine, Some(true));
+        assert_eq!(args(&["--mine=false"]).mine, Some(false));
+        assert_eq!(args(&["--reindex=true"]).reindex, Some(true));
+        assert_eq!(args(&[]).dev, None);
+        // The value must be attached, so a stray word is not read as one.
+        assert!(Args::try_parse_from(["ourcoind", "--mine", "false"]).is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_the_defaults() {
+        let home = Home::new();
+        let key = TestKey::new(7);
+        let peer = bootstrap_addr();
+        let file = home.write(
+            "conf/node.toml",
+            &format!(
+                r#"
+network = "test"
+datadir = "~/chains/test"
+listen = ["/ip4/127.0.0.1/tcp/1000"]
+bootstrap = ["{peer}"]
+external_addr = ["/dns4/node.example.org/tcp/19733"]
+query_allow = ["0.0.0.0/0", "::/0"]
+reindex = true
+mine = true
+miner_address = "{address}"
+miner_threads = 4
+log = "debug"
+"#,
+                address = key.address.encode(Network::Test),
+            ),
+        );
+        let path = file.to_str().unwrap();
+
+        let from_file = resolve_flags(&home, &["--config", path]).unwrap();
+        assert_eq!(
+            from_file,
+            NodeConfig {
+                network: Network::Test,
+                datadir: home.path().join("chains/test"),
+                listen: vec![addr("/ip4/127.0.0.1/tcp/1000")],
+                bootstrap: vec![addr(&peer)],
+                external_addrs: vec![addr("/dns4/node.example.org/tcp/19733")],
+                query_allow: vec![Cidr::parse("0.0.0.0/0").unwrap(), Cidr::parse("::/0").unwrap()],
+                reindex: true,
+                mine: true,
+                miner_address: Some(key.address),
+                miner_threads: 4,
+                log: "debug".to_string(),
+                dev: false,
+            }
+        );
+
+        let other = home.path().join("elsewhere");
+        let flags = [
+            "--config",
+            path,
+            "--datadir",
+            other.to_str().unwrap(),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/2000",
+            "--listen",
+            "/ip6/::1/tcp/2000",
+            "--query-allow",
+            "10.0.0.0/8",
+            "--reindex=false",
+            "--mine=false",
+            "--miner-threads",
+            "2",
+            "--log",
+            "warn",
+        ];
+        let with_flags = resolve_flags(&home, &flags).unwrap();
+        assert_eq!(
+            with_flags,
+            NodeConfig {
+                datadir: other,
+                listen: vec![addr("/ip4/127.0.0.1/tcp/2000"), addr("/ip6/::1/tcp/2000")],
+                query_allow: vec![Cidr::parse("10.0.0.0/8").unwrap()],
+                reindex: false,
+                mine: false,
+                miner_threads: 2,
+                log: "warn".to_string(),
+                ..from_file
+            }
+        );
+    }
+
+    #[test]
+    fn rust_log_wins_over_the_file_but_not_over_the_flag() {
+        let home = Home::new();
+        let file = home.write("node.toml", "log = \"debug\"\n");
+        let path = file.to_str().unwrap();
+        let env = Environment { home: Some(home.path()), rust_log: Some("warn".to_string()) };
+        assert_eq!(resolve_in(args(&["--config", path]), &env).unwrap().log, "warn");
+        assert_eq!(resolve_in(args(&["--config", path, "--log", "trace"]), &env).unwrap().log, "trace");
+        assert_eq!(resolve_flags(&home, &["--config", path]).unwrap().log, "debug");
+    }
+
+    #[test]
+    fn an_empty_file_list_means_none_but_an_empty_listen_list_means_the_default() {
+        let home = Home::new();
+        let file = home.write("node.toml", "query_allow = []\nlisten = []\n");
+        let config = resolve_flags(&home, &["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(config.query_allow, vec![]);
+        assert_eq!(config.listen, vec![addr("/ip4/0.0.0.0/tcp/9733")]);
+    }
+
+    #[test]
+    fn the_file_in_the_datadir_is_read_without_config() {
+        let home = Home::new();
+        home.write("data/ourcoind.toml", "miner_threads = 3\n");
+        let datadir = home.path().join("data");
+        let config = resolve_flags(&home, &["--datadir", datadir.to_str().unwrap()]).unwrap();
+        assert_eq!(config.miner_threads, 3);
+        assert_eq!(config.datadir, datadir);
+
+        home.write(".ourcoin/regtest/ourcoind.toml", "miner_threads = 5\n");
+        assert_eq!(resolve_flags(&home, &["--network", "regtest"]).unwrap().miner_threads, 5);
+        assert_eq!(resolve_flags(&home, &["--dev"]).unwrap().miner_threads, 5);
+        assert_eq!(resolve_flags(&home, &[]).unwrap().miner_threads, 1, "main's datadir has no file");
+    }
+
+    #[test]
+    fn a_file_in_a_default_datadir_cannot_move_the_datadir_or_change_its_network() {
+        let home = Home::new();
+        home.write(".ourcoin/main/ourcoind.toml", "datadir = \"/tmp/x\"\n");
+        let result = resolve_flags(&home, &[]);
+        assert!(matches!(result, Err(ConfigError::DatadirInDatadirConfig { .. })), "{result:?}");
+
+        home.write(".ourcoin/main/ourcoind.toml", "network = \"test\"\n");
+        let result = resolve_flags(&home, &[]);
+        assert!(
+            matches!(
+                result,
+                Err(ConfigError::NetworkOfDefaultDatadir {
+                    file_network: Network::Test,
+                    dir_network: Network::Main,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        home.write(".ourcoin/main/ourcoind.toml", "network = \"main\"\n");
+        assert!(resolve_flags(&home, &[]).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_file_values_are_refused() {
+        let home = Home::new();
+        for (text, expected) in [
+            ("mien = true\n", "mien"),
+            ("mine = true\n\nminer_thread = 2\n", "`miner_thread`, expected one of"),
+            ("mine = true\n\nminer_thread = 2\n", "line 3"),
+            ("config = \"other.toml\"\n", "config"),
+            ("network = \"moon\"\n", "moon"),
+            ("miner_threads = -1\n", "line 1"),
+            ("\n\nlisten = \"/ip4/1.2.3.4/tcp/1\"\n", "line 3"),
+            ("mine = yes\n", ""),
+        ] {
+            let file = home.write("bad.toml", text);
+            match resolve_flags(&home, &["--config", file.to_str().unwrap()]) {
+                Err(error @ ConfigError::ParseFile { .. }) => {
+                    let message = error.to_string();
+                    assert!(message.contains(expected) && message.contains("bad.toml"), "{text:?}: {message}");
+                }
+                other => panic!("{text:?}: expected a parse error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_config_file_is_refused_but_a_missing_datadir_file_is_not() {
+        let home = Home::new();
+        let missing = home.path().join("nope.toml");
+        let result = resolve_flags(&home, &["--config", missing.to_str().unwrap()]);
+        assert!(matches!(result, Err(ConfigError::ReadFile { .. })), "{result:?}");
+        let datadir = home.path().join("empty");
+        assert!(resolve_flags(&home, &["--datadir", datadir.to_str().unwrap()]).is_ok());
+    }
+
+    #[test]
+    fn without_home_a_datadir_must_be_given() {
+        let env = Environment { home: None, rust_log: None };
+        assert!(matches!(resolve_in(args(&[]), &env), Err(ConfigError::NoHome)));
+        assert!(matches!(resolve_in(args(&["--datadir", "~/x"]), &env), Err(ConfigError::NoHome)));
+        let config = resolve_in(args(&["--datadir", "/var/lib/ourcoin"]), &env).unwrap();
+        assert_eq!(config.datadir, PathBuf::from("/var/lib/ourcoin"));
+    }
+
+    #[test]
+    fn a_leading_tilde_is_home() {
+        let home = Home::new();
+        assert_eq!(resolve_flags(&home, &["--datadir", "~/d"]).unwrap().datadir, home.path().join("d"));
+        assert_eq!(resolve_flags(&home, &["--datadir", "~"]).unwrap().datadir, home.path());
+        assert_eq!(resolve_flags(&home, &["--datadir", "a/~"]).unwrap().datadir, PathBuf::from("a/~"));
+    }
+
+    #[test]
+    fn bad_flag_values_are_refused_naming_the_flag() {
+        let home = Home::new();
+        let regtest_address = TestKey::new(1).address.encode(Network::Regtest);
+        let mut typo = TestKey::new(1).address.encode(Network::Main);
+        typo.pop();
+        typo.push(if typo.ends_with('q') { 'p' } else { 'q' });
+        let peer_only = format!("/p2p/{}", PeerId::random());
+        let listen_with_peer = format!("/ip4/0.0.0.0/tcp/9733/p2p/{}", PeerId::random());
+
+        /// The flags, the origin the error names, and the error expected.
+        type Case<'a> = (Vec<&'a str>, &'static str, fn(&ConfigError) -> bool);
+        let cases: Vec<Case> = vec![
+            (vec!["--listen", "0.0.0.0:9733"], "--listen", |e| matches!(e, ConfigError::InvalidMultiaddr { .. })),
+            (vec!["--listen", ""], "--listen", |e| matches!(e, ConfigError::InvalidMultiaddr { .. })),
+            (vec!["--listen", &listen_with_peer], "--listen", |e| matches!(e, ConfigError::ListenWithPeerId { .. })),
+            (vec!["--bootstrap", "/ip4/1.2.3.4/tcp/9733"], "--bootstrap", |e| {
+                matches!(e, ConfigError::BootstrapWithoutPeerId { .. })
+            }),
+            (vec!["--bootstrap", &peer_only], "--bootstrap", |e| {
+                matches!(e, ConfigError::BootstrapWithoutPeerId { .. })
+            }),
+            (vec!["--bootstrap", "/ip4/1.2.3.4/tcp/9733/p2p/nope"], "--bootstrap", |e| {
+                matches!(e, ConfigError::InvalidMultiaddr { .. })
+            }),
+            (vec!["--external-addr", "node.example.org"], "--external-addr", |e| {
+                matches!(e, ConfigError::InvalidMultiaddr { .. })
+            }),
+            (vec!["--query-allow", "10.0.0.0/33"], "--query-allow", |e| matches!(e, ConfigError::InvalidCidr { .. })),
+            (vec!["--query-allow", "localhost"], "--query-allow", |e| matches!(e, ConfigError::InvalidCidr { .. })),
+            (vec!["--mine", "--miner-address", &typo], "--miner-address", |e| {
+                matches!(e, ConfigError::InvalidMinerAddress { error: AddressParseError::Invalid(_), .. })
+            }),
+            (vec!["--mine", "--miner-address", &regtest_address], "--miner-address", |e| {
+                matches!(e, ConfigError::InvalidMinerAddress { error: AddressParseError::WrongNetwork { .. }, .. })
+            }),
+            (vec!["--miner-threads", "0"], "--miner-threads", |e| matches!(e, ConfigError::ZeroMinerThreads)),
+            (vec!["--log", "info,ourcoin=loud"], "--log", |e| matches!(e, ConfigError::InvalidLogFilter { .. })),
+        ];
+        for (flags, origin, expected) in cases {
+            let (found_origin, error) = setting_error(resolve_flags(&home, &flags));
+            assert_eq!(found_origin, origin, "{flags:?}");
+            assert!(expected(&error), "{flags:?}: {error:?}");
+        }
+    }
+
+    #[test]
+    fn bad_values_in_the_file_name_the_key_and_the_file() {
+        let home = Home::new();
+        let file = home.write("node.toml", "query_allow = [\"127.0.0.1/8\", \"1.2.3.4/40\"]\n");
+        let (origin, error) = setting_error(resolve_flags(&home, &["--config", file.to_str().unwrap()]));
+        assert_eq!(origin, format!("`query_allow` in {}", file.display()));
+        assert!(matches!(error, ConfigError::InvalidCidr { .. }));
+        let env = Environment { home: Some(home.path()), rust_log: Some("info,x=nonsense".to_string()) };
+        let (origin, _) = setting_error(resolve_in(args(&[]), &env));
+        assert_eq!(origin, "the RUST_LOG environment variable");
+    }
+
+    #[test]
+    fn mining_needs_an_address_except_in_dev() {
+        let home = Home::new();
+        let result = resolve_flags(&home, &["--mine"]);
+        assert!(matches!(result, Err(ConfigError::MineWithoutAddress { network: Network::Main })), "{result:?}");
+        let address = TestKey::new(3).address;
+        let text = address.encode(Network::Main);
+        let config = resolve_flags(&home, &["--mine", "--miner-address", &text, "--miner-threads", "8"]).unwrap();
+        assert!(config.mine);
+        assert_eq!(config.miner_address, Some(address));
+        assert_eq!(config.miner_threads, 8);
+        // An address without --mine is kept (a file may hold it for a later --mine).
+        let config = resolve_flags(&home, &["--miner-address", &text]).unwrap();
+        assert!(!config.mine);
+        assert_eq!(config.miner_address, Some(address));
+    }
+
+    #[test]
+    fn error_messages_say_what_to_do() {
+        let home = Home::new();
+        let message = resolve_flags(&home, &["--bootstrap", "/ip4/1.2.3.4/tcp/9733"]).unwrap_err().to_string();
+        assert!(
+            message.starts_with("--bootstrap: `/ip4/1.2.3.4/tcp/9733` does not end in /p2p/<peer id>"),
+            "{message}"
+        );
+        let message = resolve_flags(&home, &["--mine"]).unwrap_err().to_string();
+        assert!(message.contains("--miner-address") && message.contains("wallet new"), "{message}");
+        let typo = "oc1qqqqq";
+        let message = resolve_flags(&home, &["--miner-address", typo]).unwrap_err().to_string();
+        assert!(message.contains(typo) && message.contains("main network"), "{message}");
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        for (text, shown) in [
+            ("127.0.0.0/8", "127.0.0.0/8"),
+            ("192.168.1.7/24", "192.168.1.0/24"),
+            ("192.168.1.7", "192.168.1.7/32"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("::1", "::1/128"),
+            ("::1/128", "::1/128"),
+            ("fd00::1234/8", "fd00::/8"),
+            ("::/0", "::/0"),
+        ] {
+            assert_eq!(Cidr::parse(text).unwrap().to_string(), shown, "{text}");
+        }
+        for text in ["", "/8", "127.0.0.1/", "127.0.0.1/33", "::/129", "127.0.0.1/+8", "127.0.0.1/8/8", "1.2.3/8", "x"]
+        {
+            assert!(matches!(Cidr::parse(text), Err(ConfigError::InvalidCidr { .. })), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn cidr_containment() {
+        let ip = |text: &str| IpAddr::from_str(text).unwrap();
+        let cases = [
+            ("127.0.0.0/8", "127.0.0.1", true),
+            ("127.0.0.0/8", "127.255.255.254", true),
+            ("127.0.0.0/8", "128.0.0.1", false),
+            ("127.0.0.0/8", "::1", false),
+            ("127.0.0.0/8", "::ffff:127.0.0.1", true),
+            ("10.1.2.3", "10.1.2.3", true),
+            ("10.1.2.3", "10.1.2.4", false),
+            ("192.168.0.0/23", "192.168.1.255", true),
+            ("192.168.0.0/23", "192.168.2.0", false),
+            ("0.0.0.0/0", "203.0.113.9", true),
+            ("0.0.0.0/0", "2001:db8::1", false),
+            ("::/0", "2001:db8::1", true),
+            ("::/0", "203.0.113.9", false),
+            ("::1/128", "::1", true),
+            ("::1/128", "::2", false),
+            ("::1/128", "127.0.0.1", false),
+            ("2001:db8::/32", "2001:db8:ffff::1", true),
+            ("2001:db8::/32", "2001:db9::1", false),
+        ];
+        for (cidr, address, inside) in cases {
+            assert_eq!(Cidr::parse(cidr).unwrap().contains(ip(address)), inside, "{cidr} contains {address}");
+        }
+        let loopback = Cidr::loopback();
+        assert!(loopback.iter().any(|c| c.contains(ip("127.0.0.1"))));
+        assert!(loopback.iter().any(|c| c.contains(ip("::1"))));
+        assert!(!loopback.iter().any(|c| c.contains(ip("192.168.1.1"))));
+    }
+
+    #[test]
+    fn the_example_config_sets_every_key_to_its_default() {
+        const EXAMPLE: &str = include_str!("../../config/ourcoind.toml");
+        let as_shipped: FileConfig = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(as_shipped, FileConfig::default(), "every setting is commented out");
+
+        let uncommented: String = EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(setting) if setting.starts_with(|c: char| c.is_ascii_lowercase()) => setting,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let every_key: FileConfig = toml::from_str(&uncommented).unwrap();
+        let defaults = resolve_flags(&Home::new(), &[]).unwrap();
+        let cidrs: Vec<Cidr> = every_key.query_allow.unwrap().iter().map(|c| Cidr::parse(c).unwrap()).collect();
+        let listen: Vec<Multiaddr> = every_key.listen.unwrap().iter().map(|a| addr(a)).collect();
+        assert_eq!(every_key.network, Some(defaults.network));
+        assert_eq!(every_key.datadir, Some(PathBuf::from("~/.ourcoin/main")));
+        assert_eq!(listen, defaults.listen);
+        assert!(every_key.bootstrap.is_some() && every_key.external_addr.is_some());
+        assert_eq!(cidrs, defaults.query_allow);
+        assert_eq!(every_key.reindex, Some(defaults.reindex));
+        assert_eq!(every_key.mine, Some(defaults.mine));
+        assert!(every_key.miner_address.is_some());
+        assert_eq!(every_key.miner_threads, Some(defaults.miner_threads));
+        assert_eq!(every_key.log, Some(defaults.log));
+        assert_eq!(every_key.dev, Some(defaults.dev));
+    }
+}
