@@ -1,0 +1,259 @@
+//! `ourcoin-cli` through the built binary, for everything that needs no
+//! running node: the wallet file, the refusal of bad input before anything is
+//! touched, and a prompt report of an unreachable node.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ourcoin::types::{Address, Network};
+
+const CLI: &str = env!("CARGO_BIN_EXE_ourcoin-cli");
+
+/// A private HOME, so defaults never touch the real `~/.ourcoin`.
+struct Sandbox {
+    home: tempfile::TempDir,
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox { home: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Outcome {
+        self.run_with_env(args, &[])
+    }
+
+    fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+        let started = Instant::now();
+        let mut command = Command::new(CLI);
+        command.args(args).env("HOME", self.home.path()).env_remove("OURCOIN_NODE").env_remove("OURCOIN_WALLET");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("run ourcoin-cli");
+        Outcome {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+impl Outcome {
+    fn succeeded(&self) -> &Outcome {
+        assert_eq!(self.code, Some(0), "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(self.stderr, "", "a success writes nothing on stderr");
+        self
+    }
+
+    /// Failed the documented way: exit 1, nothing on stdout, and exactly one
+    /// `error: ...` line on stderr that contains `reason`.
+    fn refused(&self, reason: &str) -> &Outcome {
+        assert_eq!(self.code, Some(1), "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(self.stdout, "", "nothing on stdout after an error");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr, got {:?}", self.stderr);
+        assert!(lines[0].starts_with("error: "), "{:?}", self.stderr);
+        assert!(lines[0].contains(reason), "expected {reason:?} in {:?}", self.stderr);
+        self
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).expect("stdout is one JSON document")
+    }
+}
+
+/// A loopback port that nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn unreachable_node() -> String {
+    format!("/ip4/127.0.0.1/tcp/{}", closed_port())
+}
+
+fn regtest_address(byte: u8) -> String {
+    Address([byte; 20]).encode(Network::Regtest)
+}
+
+/// `text` with one character of its data part changed to another valid one.
+fn one_char_changed(text: &str) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    let at = chars.len() - 10;
+    chars[at] = if chars[at] == 'q' { 'p' } else { 'q' };
+    chars.into_iter().collect()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("wallet file").permissions().mode() & 0o777
+}
+
+#[test]
+fn wallet_new_creates_a_private_file_and_never_overwrites_it() {
+    let sandbox = Sandbox::new();
+    let wallet = sandbox.path("w/wallet.json");
+    let wallet_arg = wallet.to_str().expect("utf-8 path");
+
+    let created = sandbox.run(&["--network", "regtest", "--wallet", wallet_arg, "--json", "wallet", "new"]);
+    let address = created.succeeded().json()["address"].as_str().expect("address").to_string();
+    assert!(address.starts_with("roc1"), "{address}");
+    #[cfg(unix)]
+    assert_eq!(mode(&wallet), 0o600);
+    let before = std::fs::read(&wallet).expect("wallet file");
+
+    sandbox.run(&["--network", "regtest", "--wallet", wallet_arg, "wallet", "new"]).refused("already exists");
+    assert_eq!(std::fs::read(&wallet).expect("wallet file"), before, "the wallet file is untouched");
+
+    // Global flags after the subcommand, JSON and plain.
+    let shown = sandbox.run(&["wallet", "address", "--wallet", wallet_arg, "--network", "regtest", "--json"]);
+    assert_eq!(shown.succeeded().json()["address"], address.as_str());
+    let plain = sandbox.run(&["wallet", "address", "--wallet", wallet_arg, "--network", "regtest"]);
+    assert_eq!(plain.succeeded().stdout, format!("{address}\n"));
+}
+
+#[test]
+fn the_wallet_defaults_to_the_home_folder_and_follows_the_environment() {
+    let sandbox = Sandbox::new();
+    let created = sandbox.run(&["--network", "regtest", "--json", "wallet", "new"]);
+    let address = created.succeeded().json()["address"].as_str().expect("address").to_string();
+    let default = sandbox.home.path().join(".ourcoin/regtest/wallet.json");
+    assert!(default.exists(), "wallet at {}", default.display());
+
+    let elsewhere = sandbox.path("env-wallet.json");
+    let elsewhere_arg = elsewhere.to_str().expect("utf-8 path");
+    let from_env =
+        sandbox.run_with_env(&["--network", "regtest", "wallet", "new"], &[("OURCOIN_WALLET", elsewhere_arg)]);
+    assert!(elsewhere.exists());
+    assert_ne!(from_env.succeeded().stdout.trim(), address);
+}
+
+#[test]
+fn a_wallet_of_another_network_or_none_at_all_is_refused() {
+    let sandbox = Sandbox::new();
+    let wallet = sandbox.path("wallet.json");
+    let wallet_arg = wallet.to_str().expect("utf-8 path");
+    sandbox.run(&["--network", "regtest", "--wallet", wallet_arg, "wallet", "new"]).succeeded();
+    sandbox.run(&["--network", "main", "--wallet", wallet_arg, "wallet", "address"]).refused("regtest network");
+
+    let missing = sandbox.path("missing.json");
+    let missing_arg = missing.to_str().expect("utf-8 path");
+    let node = unreachable_node();
+    let to = regtest_address(7);
+    for args in [
+        vec!["wallet", "address"],
+        vec!["balance"],
+        vec!["history"],
+        vec!["send", "--to", to.as_str(), "--amount", "1"],
+    ] {
+        let mut full = vec!["--network", "regtest", "--wallet", missing_arg, "--node", node.as_str()];
+        full.extend(args);
+        // The wallet is read before the node is asked, so this is about the file.
+        sandbox.run(&full).refused("no wallet file");
+    }
+    assert!(!missing.exists(), "nothing is created by a refused command");
+}
+
+/// Bad input, each refused with its reason before the wallet is read or the
+/// node is asked: the wallet file does not exist and the node is unreachable,
+/// so any other error would mean the input was not checked first.
+#[test]
+fn bad_input_is_refused_before_anything_else() {
+    let sandbox = Sandbox::new();
+    let missing = sandbox.path("missing.json");
+    let missing_arg = missing.to_str().expect("utf-8 path");
+    let node = unreachable_node();
+    let good = regtest_address(7);
+    let typo = one_char_changed(&good);
+    let main_address = Address([7; 20]).encode(Network::Main);
+    let short_hash = "ab".repeat(31) + "a";
+
+    let send = |to: &str, amount: &str, fee: Option<&str>| -> Vec<String> {
+        let mut args = vec!["send".to_string(), "--to".into(), to.into(), "--amount".into(), amount.into()];
+        if let Some(fee) = fee {
+            args.extend(["--fee".to_string(), fee.to_string()]);
+        }
+        args
+    };
+    let words = |args: &[&str]| -> Vec<String> { args.iter().map(|a| a.to_string()).collect() };
+
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        ("invalid address", send("notanaddress", "1", None), "not a valid address"),
+        ("mistyped address", send(&typo, "1", None), "not a valid address"),
+        ("another network's address", send(&main_address, "1", None), "main network"),
+        ("amount without a leading digit", send(&good, ".5", None), "not an amount"),
+        ("amount in exponent form", send(&good, "1e3", None), "not an amount"),
+        ("negative amount", send(&good, "-1", None), "not an amount"),
+        ("zero amount", send(&good, "0", None), "more than 0"),
+        ("zero amount with decimals", send(&good, "0.00000000", None), "more than 0"),
+        ("over-precise amount", send(&good, "1.123456789", None), "not an amount"),
+        ("amount too large", send(&good, "999999999999999999999", None), "too large"),
+        ("fee below the minimum", send(&good, "1", Some("0.000001")), "minimum relay fee"),
+        ("zero fee", send(&good, "1", Some("0")), "minimum relay fee"),
+        ("malformed fee", send(&good, "1", Some("abc")), "not an amount"),
+        ("balance of an invalid address", words(&["balance", "notanaddress"]), "not a valid address"),
+        ("history of a mistyped address", words(&["history", &typo]), "not a valid address"),
+        ("block id that is neither", words(&["block", "xyz"]), "neither a block height nor a block hash"),
+        ("block height with letters", words(&["block", "12ab"]), "neither a block height nor a block hash"),
+        ("negative block height", words(&["block", "-1"]), "neither a block height nor a block hash"),
+        ("block hash one digit short", words(&["block", &short_hash]), "neither a block height nor a block hash"),
+        ("txid that is not hex", words(&["tx", "zz"]), "not a transaction id"),
+        ("txid one digit short", words(&["tx", &short_hash]), "not a transaction id"),
+        ("history limit of zero", words(&["history", &good, "--limit", "0"]), "--limit"),
+    ];
+    for (name, args, reason) in cases {
+        let mut full: Vec<&str> = vec!["--network", "regtest", "--wallet", missing_arg, "--node", node.as_str()];
+        full.extend(args.iter().map(String::as_str));
+        eprintln!("case: {name}");
+        sandbox.run(&full).refused(reason);
+    }
+}
+
+#[test]
+fn malformed_flags_and_commands_are_one_line_errors() {
+    let sandbox = Sandbox::new();
+    for (args, reason) in [
+        (vec!["--network", "moon", "status"], "unknown network"),
+        (vec!["--node", "not-a-multiaddr", "status"], "--node"),
+        (vec!["frobnicate"], "frobnicate"),
+        (vec![], "command"),
+        (vec!["send", "--to", "x"], "--amount"),
+    ] {
+        sandbox.run(&args).refused(reason);
+    }
+    sandbox.run(&["--help"]).succeeded();
+}
+
+#[test]
+fn an_unreachable_node_is_reported_within_seconds() {
+    let sandbox = Sandbox::new();
+    let node = unreachable_node();
+    for json in [false, true] {
+        let mut args = vec!["--network", "regtest", "--node", node.as_str(), "status"];
+        if json {
+            args.push("--json");
+        }
+        let outcome = sandbox.run(&args);
+        outcome.refused("cannot reach the node").refused(&node);
+        assert!(outcome.elapsed < Duration::from_secs(10), "took {:?}", outcome.elapsed);
+    }
+    // The environment names the node too.
+    let outcome = sandbox.run_with_env(&["--network", "regtest", "peers"], &[("OURCOIN_NODE", node.as_str())]);
+    outcome.refused(&node);
+}
