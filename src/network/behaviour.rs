@@ -8,18 +8,22 @@ use libp2p::identity::Keypair;
 use libp2p::kad::store::MemoryStore;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{gossipsub, identify, kad, ping, StreamProtocol};
+use libp2p::{allow_block_list, connection_limits, gossipsub, identify, kad, ping, StreamProtocol};
 
 use super::codec::PostcardCodec;
 use super::protocol::{SyncRequest, SyncResponse, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES, SYNC_PROTOCOL};
+use crate::consensus::Params;
 use crate::rpc::{QueryRequest, QueryResponse, MAX_QUERY_REQUEST_BYTES, MAX_QUERY_RESPONSE_BYTES, QUERY_PROTOCOL};
-use crate::types::{Hash256, Network, MAX_BLOCK_BYTES};
+use crate::types::{Hash256, MAX_BLOCK_BYTES};
 
 pub type SyncBehaviour = request_response::Behaviour<PostcardCodec<SyncRequest, SyncResponse>>;
 pub type QueryBehaviour = request_response::Behaviour<PostcardCodec<QueryRequest, QueryResponse>>;
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Peers banned for abuse: refused and disconnected.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub kad: kad::Behaviour<MemoryStore>,
     pub identify: identify::Behaviour,
@@ -34,11 +38,59 @@ pub enum BehaviourError {
     Gossipsub(String),
 }
 
+/// Connections at most, in all, inbound, and per peer.
+pub const MAX_CONNECTIONS: u32 = 125;
+pub const MAX_INBOUND_CONNECTIONS: u32 = 100;
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+
+/// Gossipsub score thresholds: below `graylist` a peer's messages are ignored.
+fn score_thresholds() -> gossipsub::PeerScoreThresholds {
+    gossipsub::PeerScoreThresholds {
+        gossip_threshold: -1_000.0,
+        publish_threshold: -2_000.0,
+        graylist_threshold: -4_000.0,
+        accept_px_threshold: 100.0,
+        opportunistic_graft_threshold: 5.0,
+    }
+}
+
+/// Scoring per topic. Blocks and transactions are rare on a quiet network,
+/// so the mesh-delivery penalties (P3, P3b) that suit busy topics are off:
+/// they would punish honest peers for silence. Invalid messages (P4) weigh
+/// heavily: the counter is squared, so a few suffice to graylist a peer.
+fn topic_score(topic_weight: f64) -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 3_600.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 50.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    }
+}
+
+fn score_params(params: &Params) -> gossipsub::PeerScoreParams {
+    let mut score = gossipsub::PeerScoreParams::default();
+    score.topics.insert(gossipsub::IdentTopic::new(params.block_topic()).hash(), topic_score(1.0));
+    score.topics.insert(gossipsub::IdentTopic::new(params.tx_topic()).hash(), topic_score(0.5));
+    // Local test networks put every node on one address.
+    score.ip_colocation_factor_whitelist.insert(std::net::IpAddr::from([127, 0, 0, 1]));
+    score.app_specific_weight = 1.0;
+    score
+}
+
 /// Largest gossip message: a block of the maximum size with room for framing.
 pub const MAX_GOSSIP_BYTES: usize = MAX_BLOCK_BYTES + 64 * 1024;
 
 impl Behaviour {
-    pub fn new(key: &Keypair, network: Network) -> Result<Behaviour, BehaviourError> {
+    pub fn new(key: &Keypair, params: &Params) -> Result<Behaviour, BehaviourError> {
+        let network = params.network;
         let peer_id = key.public().to_peer_id();
         // Content-hash ids: the same transaction or block relayed by two peers is one message.
         let message_id = |m: &gossipsub::Message| gossipsub::MessageId::from(Hash256::sha256(&m.data).0.to_vec());
@@ -51,8 +103,10 @@ impl Behaviour {
             .duplicate_cache_time(Duration::from_secs(120))
             .build()
             .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
-        let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
-            .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
+                .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        gossipsub.with_peer_score(score_params(params), score_thresholds()).map_err(BehaviourError::Gossipsub)?;
 
         // Kademlia per network, so networks never mix their routing tables.
         let kad_protocol = StreamProtocol::try_from_owned(format!("/ourcoin/{network}/kad/1"))
@@ -80,6 +134,19 @@ impl Behaviour {
             [(StreamProtocol::new(QUERY_PROTOCOL), ProtocolSupport::Inbound)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
         );
-        Ok(Behaviour { gossipsub, kad, identify, ping: ping::Behaviour::default(), sync, query })
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(MAX_CONNECTIONS))
+            .with_max_established_incoming(Some(MAX_INBOUND_CONNECTIONS))
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
+        Ok(Behaviour {
+            blocked: allow_block_list::Behaviour::default(),
+            limits: connection_limits::Behaviour::new(limits),
+            gossipsub,
+            kad,
+            identify,
+            ping: ping::Behaviour::default(),
+            sync,
+            query,
+        })
     }
 }

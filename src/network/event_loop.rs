@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, PublishError};
@@ -29,13 +29,39 @@ pub enum Topic {
 
 #[derive(Debug)]
 pub enum Command {
-    Publish { topic: Topic, data: Vec<u8> },
-    ReportValidation { id: MessageId, source: PeerId, acceptance: MessageAcceptance },
-    SendSync { peer: PeerId, request: SyncRequest },
-    RespondSync { channel: ResponseChannel<SyncResponse>, response: SyncResponse },
-    RespondQuery { channel: ResponseChannel<QueryResponse>, response: QueryResponse },
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    ReportValidation {
+        id: MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+    },
+    SendSync {
+        peer: PeerId,
+        request: SyncRequest,
+    },
+    RespondSync {
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    },
+    RespondQuery {
+        channel: ResponseChannel<QueryResponse>,
+        response: QueryResponse,
+    },
     Dial(Multiaddr),
     Disconnect(PeerId),
+    /// The node's score of a peer, fed into gossipsub's peer score.
+    SetScore {
+        peer: PeerId,
+        score: f64,
+    },
+    /// Disconnects a peer and refuses it for a while.
+    Ban {
+        peer: PeerId,
+        duration: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -94,6 +120,24 @@ impl Client {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_bucket_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(start);
+        let burst = (0..1_000).take_while(|_| bucket.take(start)).count();
+        assert_eq!(burst, REQUEST_BURST as usize);
+        assert!(!bucket.take(start));
+        // One second later, about REQUESTS_PER_SEC more.
+        let later = start + Duration::from_secs(1);
+        let refill = (0..1_000).take_while(|_| bucket.take(later)).count();
+        assert_eq!(refill, REQUESTS_PER_SEC as usize);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     #[error("cannot set up the transport: {0}")]
@@ -121,6 +165,41 @@ pub struct EventLoop {
     /// The address each connected peer's latest connection came from.
     remote_ips: HashMap<PeerId, Option<IpAddr>>,
     dialing: HashSet<PeerId>,
+    /// Banned peers and when their ban ends.
+    banned: HashMap<PeerId, Instant>,
+    /// Request budgets per peer and protocol.
+    sync_limits: HashMap<PeerId, TokenBucket>,
+    query_limits: HashMap<PeerId, TokenBucket>,
+}
+
+/// Requests a peer may make per second on one protocol, and the burst it may save up.
+pub const REQUESTS_PER_SEC: f64 = 50.0;
+pub const REQUEST_BURST: f64 = 200.0;
+
+/// A token bucket: refills at `REQUESTS_PER_SEC`, holds at most `REQUEST_BURST`.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(now: Instant) -> TokenBucket {
+        TokenBucket { tokens: REQUEST_BURST, last: now }
+    }
+
+    /// Takes one token; `false` when the peer is over its budget.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * REQUESTS_PER_SEC).min(REQUEST_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Builds the swarm, starts listening, and returns the client, the events and the loop to run.
@@ -130,7 +209,7 @@ pub fn new(
     config: NetworkConfig,
 ) -> Result<(Client, mpsc::Receiver<NetworkEvent>, EventLoop), NetworkError> {
     let peer_id = key.public().to_peer_id();
-    let behaviour = Behaviour::new(&key, params.network)?;
+    let behaviour = Behaviour::new(&key, params)?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -168,6 +247,9 @@ pub fn new(
         query_allowed: config.query_allowed,
         remote_ips: HashMap::new(),
         dialing: HashSet::new(),
+        banned: HashMap::new(),
+        sync_limits: HashMap::new(),
+        query_limits: HashMap::new(),
     };
     Ok((Client { commands: command_tx, peer_id }, event_rx, event_loop))
 }
@@ -200,7 +282,10 @@ impl EventLoop {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
-                _ = walk.tick() => self.random_walk(),
+                _ = walk.tick() => {
+                    self.random_walk();
+                    self.lift_expired_bans();
+                }
             }
         }
     }
@@ -211,6 +296,16 @@ impl EventLoop {
         let kad = &mut self.swarm.behaviour_mut().kad;
         if kad.kbuckets().map(|b| b.num_entries()).sum::<usize>() > 0 {
             kad.get_closest_peers(PeerId::random());
+        }
+    }
+
+    fn lift_expired_bans(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self.banned.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
+        for peer in expired {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(&peer);
         }
     }
 
@@ -247,6 +342,17 @@ impl EventLoop {
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::SetScore { peer, score } => {
+                self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
+            }
+            Command::Ban { peer, duration } => {
+                tracing::warn!(%peer, "banning peer for {} s", duration.as_secs());
+                self.banned.insert(peer, Instant::now() + duration);
+                let behaviour = self.swarm.behaviour_mut();
+                behaviour.blocked.block_peer(peer);
+                behaviour.gossipsub.blacklist_peer(&peer);
+                behaviour.kad.remove_peer(&peer);
+            }
         }
     }
 
@@ -273,6 +379,8 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.remote_ips.remove(&peer_id);
+                self.sync_limits.remove(&peer_id);
+                self.query_limits.remove(&peer_id);
                 self.emit(NetworkEvent::PeerDisconnected { peer: peer_id }).await;
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -330,7 +438,13 @@ impl EventLoop {
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    self.emit(NetworkEvent::SyncRequest { peer, request, channel }).await;
+                    let now = Instant::now();
+                    if self.sync_limits.entry(peer).or_insert_with(|| TokenBucket::new(now)).take(now) {
+                        self.emit(NetworkEvent::SyncRequest { peer, request, channel }).await;
+                    } else {
+                        let refusal = SyncResponse::Refused("too many requests; slow down".into());
+                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, refusal);
+                    }
                 }
                 request_response::Message::Response { response, .. } => {
                     self.emit(NetworkEvent::SyncResponse { peer, response }).await;
@@ -345,7 +459,12 @@ impl EventLoop {
                 ..
             }) => {
                 let allowed = self.remote_ips.get(&peer).copied().flatten().is_some_and(|ip| (self.query_allowed)(ip));
-                if allowed {
+                let now = Instant::now();
+                let within_budget = self.query_limits.entry(peer).or_insert_with(|| TokenBucket::new(now)).take(now);
+                if allowed && !within_budget {
+                    let refusal = QueryResponse::Error("too many requests; slow down".into());
+                    let _ = self.swarm.behaviour_mut().query.send_response(channel, refusal);
+                } else if allowed {
                     self.emit(NetworkEvent::QueryRequest { peer, request, channel }).await;
                 } else {
                     let refusal = QueryResponse::Error(

@@ -95,7 +95,17 @@ pub struct Node {
     files: DataFiles,
     last_peer_save: Instant,
     fatal: Option<String>,
+    /// Our score of each peer: lowered by invalid data, banned below `-BAN_SCORE`.
+    scores: HashMap<PeerId, i64>,
+    last_score_decay: Instant,
 }
+
+/// A peer whose score falls to minus this is banned (five plainly invalid messages).
+pub const BAN_SCORE: i64 = 500;
+/// How long a ban lasts.
+pub const BAN_DURATION: Duration = Duration::from_secs(3_600);
+/// The penalty for a peer that claimed more work than it could show.
+pub const PENALTY_WORK_CLAIM: u32 = 100;
 
 /// How the node's run ended.
 #[derive(Debug)]
@@ -132,6 +142,8 @@ impl Node {
             files,
             last_peer_save: Instant::now(),
             fatal: None,
+            scores: HashMap::new(),
+            last_score_decay: Instant::now(),
         }
     }
 
@@ -266,6 +278,9 @@ impl Node {
         if self.last_peer_save.elapsed() > Duration::from_secs(30) {
             self.save_peers();
         }
+        if self.last_score_decay.elapsed() > Duration::from_secs(60) {
+            self.decay_scores();
+        }
     }
 
     fn network_info(&self) -> NetworkInfo {
@@ -343,13 +358,43 @@ impl Node {
         }
     }
 
-    async fn report(&self, id: MessageId, source: PeerId, verdict: Verdict) {
+    async fn report(&mut self, id: MessageId, source: PeerId, verdict: Verdict) {
         let acceptance = match verdict {
             Verdict::Accept => MessageAcceptance::Accept,
             Verdict::Ignore => MessageAcceptance::Ignore,
             Verdict::Reject { .. } => MessageAcceptance::Reject,
         };
         self.command(Command::ReportValidation { id, source, acceptance }).await;
+        if let Verdict::Reject { penalty } = verdict {
+            self.penalize(source, penalty, "sent invalid data").await;
+        }
+    }
+
+    /// Lowers a peer's score; bans it once the score reaches `-BAN_SCORE`.
+    async fn penalize(&mut self, peer: PeerId, penalty: u32, why: &str) {
+        let score = self.scores.entry(peer).or_insert(0);
+        *score = score.saturating_sub(i64::from(penalty));
+        let score = *score;
+        tracing::info!(%peer, score, "peer penalised: {why}");
+        self.command(Command::SetScore { peer, score: score as f64 }).await;
+        if score <= -BAN_SCORE {
+            self.scores.remove(&peer);
+            self.peers.remove(&peer);
+            if self.sync.peer.is_some_and(|(p, _)| p == peer) {
+                self.sync.peer = None;
+                self.sync.queue.clear();
+            }
+            self.command(Command::Ban { peer, duration: BAN_DURATION }).await;
+        }
+    }
+
+    /// Scores drift back toward zero: old offences fade.
+    fn decay_scores(&mut self) {
+        self.last_score_decay = Instant::now();
+        for score in self.scores.values_mut() {
+            *score -= *score / 10;
+        }
+        self.scores.retain(|_, score| *score != 0);
     }
 
     async fn handle_gossip_tx(&mut self, source: PeerId, id: MessageId, data: &[u8]) {
@@ -571,7 +616,16 @@ impl Node {
                     self.sync.target_height = self.sync.target_height.max(last.height);
                 }
                 if new.is_empty() {
+                    let claimed_more =
+                        self.peers.get(&peer).and_then(|p| p.status).is_some_and(|st| self.peer_has_more_work(&st));
                     self.finish_sync();
+                    if claimed_more {
+                        // It announced more work than we have, but has nothing to show for it.
+                        if let Some(state) = self.peers.get_mut(&peer) {
+                            state.status = None;
+                        }
+                        self.penalize(peer, PENALTY_WORK_CLAIM, "claimed more work than it served").await;
+                    }
                     self.maybe_start_sync().await;
                 } else {
                     self.sync.queue.extend(new);
@@ -587,8 +641,9 @@ impl Node {
                         tracing::warn!(%peer, "sync peer served an invalid block: {e}");
                         self.sync.peer = None;
                         self.sync.queue.clear();
-                        if matches!(verdict(&e), Verdict::Reject { .. }) {
-                            self.command(Command::Disconnect(peer)).await;
+                        if let Verdict::Reject { penalty } = verdict(&e) {
+                            // Serving an invalid chain is worse than relaying one bad message.
+                            self.penalize(peer, penalty.saturating_mul(5), "served an invalid block in sync").await;
                         }
                         return;
                     }
