@@ -257,3 +257,43 @@ fn an_unreachable_node_is_reported_within_seconds() {
     let outcome = sandbox.run_with_env(&["--network", "regtest", "peers"], &[("OURCOIN_NODE", node.as_str())]);
     outcome.refused(&node);
 }
+
+#[test]
+fn an_encrypted_wallet_opens_only_with_its_passphrase() {
+    let sandbox = Sandbox::new();
+    let wallet = sandbox.path("enc.json");
+    let wallet_arg = wallet.to_str().expect("utf-8 path");
+    let good = sandbox.path("good");
+    let bad = sandbox.path("bad");
+    std::fs::write(&good, "correct horse battery staple\n").expect("write");
+    std::fs::write(&bad, "wrong\n").expect("write");
+    // Light KDF costs: tests never pay the release defaults.
+    let light = [("OURCOIN_WALLET_KDF", "light")];
+    let base = ["--network", "regtest", "--wallet", wallet_arg];
+
+    let created = sandbox.run_with_env(
+        &[&base[..], &["--passphrase-file", good.to_str().expect("path"), "--json", "wallet", "new", "--encrypt"]]
+            .concat(),
+        &light,
+    );
+    let address = created.succeeded().json()["address"].as_str().expect("address").to_string();
+    let text = std::fs::read_to_string(&wallet).expect("wallet file");
+    assert!(text.contains("argon2id") && !text.contains("\"secret_key\""), "the key is sealed: {text}");
+
+    // The address needs no passphrase.
+    let shown = sandbox.run(&[&base[..], &["wallet", "address"]].concat());
+    assert_eq!(shown.succeeded().stdout, format!("{address}\n"));
+
+    // Signing does: a wrong one is refused, and with no terminal and no file it says what to give.
+    let to = regtest_address(7);
+    let node = unreachable_node();
+    let send = ["--node", node.as_str(), "send", "--to", to.as_str(), "--amount", "1"];
+    sandbox
+        .run(&[&base[..], &["--passphrase-file", bad.to_str().expect("path")], &send[..]].concat())
+        .refused("wrong passphrase");
+    sandbox.run(&[&base[..], &send[..]].concat()).refused("--passphrase-file");
+    // The right one gets past the wallet to the (unreachable) node.
+    sandbox
+        .run_with_env(&[&base[..], &send[..]].concat(), &[("OURCOIN_PASSPHRASE_FILE", good.to_str().expect("path"))])
+        .refused("cannot reach the node");
+}

@@ -5,6 +5,7 @@
 //! is built in full before anything is written, so a failure half-way never
 //! leaves a partial document behind.
 
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ use ourcoin::rpc::{
     TxReply, MAX_LIST_LIMIT,
 };
 use ourcoin::types::{Address, Amount, BlockHash, Network, Txid};
-use ourcoin::wallet::Wallet;
+use ourcoin::wallet::{KdfParams, Wallet};
 use serde::Serialize;
 
 /// How long the client waits to connect, and then for each answer.
@@ -45,6 +46,9 @@ struct Args {
     /// Print one JSON document (amounts in base units).
     #[arg(long, global = true)]
     json: bool,
+    /// Read the wallet's passphrase from this file (its first line) instead of the terminal.
+    #[arg(long, env = "OURCOIN_PASSPHRASE_FILE", global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,7 +104,11 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum WalletCommand {
     /// Create the wallet file (refuses to overwrite an existing one).
-    New,
+    New {
+        /// Seal the key under a passphrase (asked at the terminal, or --passphrase-file).
+        #[arg(long)]
+        encrypt: bool,
+    },
     /// Show the wallet's address.
     Address,
 }
@@ -167,6 +175,16 @@ struct Settings {
     wallet: Option<PathBuf>,
     network: Network,
     json: bool,
+    passphrase_file: Option<PathBuf>,
+}
+
+/// Argon2id costs for new encrypted wallets. `OURCOIN_WALLET_KDF=light` picks
+/// cheap ones, for tests only: a wallet made with them is easy to brute-force.
+fn kdf_params() -> KdfParams {
+    match std::env::var("OURCOIN_WALLET_KDF").as_deref() {
+        Ok("light") => KdfParams::LIGHT_FOR_TESTS,
+        _ => KdfParams::DEFAULT,
+    }
 }
 
 impl Settings {
@@ -195,8 +213,40 @@ impl Settings {
         }
     }
 
+    /// The passphrase from --passphrase-file, or asked at the terminal (twice when `confirm`).
+    fn passphrase(&self, prompt: &str, confirm: bool) -> Result<String> {
+        if let Some(path) = &self.passphrase_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the passphrase file {}", path.display()))?;
+            let line = text.lines().next().unwrap_or_default().to_string();
+            if line.is_empty() {
+                bail!("the passphrase file {} is empty", path.display());
+            }
+            return Ok(line);
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!("the wallet needs a passphrase and there is no terminal to ask: give --passphrase-file");
+        }
+        let first = rpassword::prompt_password(prompt).context("cannot read the passphrase")?;
+        if first.is_empty() {
+            bail!("an empty passphrase protects nothing");
+        }
+        if confirm
+            && rpassword::prompt_password("Repeat the passphrase: ").context("cannot read the passphrase")? != first
+        {
+            bail!("the two passphrases differ; nothing was written");
+        }
+        Ok(first)
+    }
+
     fn load_wallet(&self) -> Result<Wallet> {
-        Ok(Wallet::load(&self.wallet_path()?, self.network)?)
+        let path = self.wallet_path()?;
+        if Wallet::is_encrypted(&path)? {
+            let passphrase = self.passphrase("Wallet passphrase: ", false)?;
+            Ok(Wallet::load_with(&path, self.network, Some(passphrase.as_bytes()))?)
+        } else {
+            Ok(Wallet::load(&path, self.network)?)
+        }
     }
 
     /// Serializes `value` as the JSON document, or renders it for people.
@@ -212,8 +262,8 @@ impl Settings {
 }
 
 fn run(args: Args) -> Result<String> {
-    let Args { node, wallet, network, json, command } = args;
-    let settings = Settings { node, wallet, network, json };
+    let Args { node, wallet, network, json, passphrase_file, command } = args;
+    let settings = Settings { node, wallet, network, json, passphrase_file };
     match command {
         Command::Wallet(command) => wallet_command(&settings, command),
         command => {
@@ -229,8 +279,18 @@ fn run(args: Args) -> Result<String> {
 fn wallet_command(settings: &Settings, command: WalletCommand) -> Result<String> {
     let path = settings.wallet_path()?;
     let wallet = match command {
-        WalletCommand::New => Wallet::create(&path, settings.network)?,
-        WalletCommand::Address => Wallet::load(&path, settings.network)?,
+        WalletCommand::New { encrypt: false } => Wallet::create(&path, settings.network)?,
+        WalletCommand::New { encrypt: true } => {
+            if path.exists() {
+                bail!("wallet file {} already exists; refusing to overwrite it", path.display());
+            }
+            let passphrase = settings.passphrase("New wallet passphrase: ", true)?;
+            Wallet::create_with(&path, settings.network, Some((passphrase.as_bytes(), kdf_params())))?
+        }
+        WalletCommand::Address => {
+            let address = Wallet::address_of(&path, settings.network)?.encode(settings.network);
+            return settings.output(&serde_json::json!({ "address": address }), |_| format!("{address}\n"));
+        }
     };
     let address = wallet.address().encode(settings.network);
     settings.output(&serde_json::json!({ "address": address }), |_| format!("{address}\n"))
@@ -266,7 +326,7 @@ async fn node_command(settings: &Settings, command: Command) -> Result<String> {
             let node = settings.node()?;
             let address = match address {
                 Some(address) => address,
-                None => settings.load_wallet()?.address(),
+                None => Wallet::address_of(&settings.wallet_path()?, settings.network)?,
             };
             let reply = expect_reply!(ask(&node, QueryRequest::Balance { address }).await?, Balance, "balance");
             check_same_network(settings.network, address, &reply.address)?;
@@ -277,7 +337,7 @@ async fn node_command(settings: &Settings, command: Command) -> Result<String> {
             let node = settings.node()?;
             let address = match address {
                 Some(address) => address,
-                None => settings.load_wallet()?.address(),
+                None => Wallet::address_of(&settings.wallet_path()?, settings.network)?,
             };
             let request = QueryRequest::History { address, limit };
             let reply = expect_reply!(ask(&node, request).await?, History, "history");
