@@ -21,8 +21,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A lone node's Kademlia warns every minute that it knows no peers: not news.
+    let filter =
+        if config.log.contains("libp2p_kad") { config.log.clone() } else { format!("{},libp2p_kad=error", config.log) };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -73,7 +76,12 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
     tracing::info!(%peer_id, network = %config.network, datadir = %datadir.display(), "starting ourcoind");
 
     let store = SledStore::open(&datadir.join("chain")).context("cannot open the chain database")?;
-    let store = if config.reindex { ourcoin::store::reindex(store, params).context("reindex failed")? } else { store };
+    let mut store =
+        if config.reindex { ourcoin::store::reindex(store, params).context("reindex failed")? } else { store };
+    if let Some(writes) = config.debug_fail_writes_after {
+        tracing::warn!(writes, "testing: every block write after these will fail");
+        store.fail_writes_after(writes);
+    }
     let chain = Chain::open(params, store).context("cannot open the chain")?;
     tracing::info!(height = chain.height(), tip = %chain.tip(), "chain loaded");
 

@@ -53,6 +53,9 @@ pub struct Args {
     /// Mine blocks paying --miner-address.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub mine: Option<bool>,
+    /// Testing only: every block write after the first N fails, as a failing disk would.
+    #[arg(long, value_name = "N", hide = true)]
+    pub debug_fail_writes_after: Option<u64>,
     /// The address mining rewards are paid to.
     #[arg(long, value_name = "ADDRESS")]
     pub miner_address: Option<String>,
@@ -79,6 +82,8 @@ pub struct NodeConfig {
     /// Empty: nobody may query.
     pub query_allow: Vec<Cidr>,
     pub reindex: bool,
+    /// Testing only: block writes allowed before every write fails.
+    pub debug_fail_writes_after: Option<u64>,
     pub mine: bool,
     /// `None` while mining only with `dev`: the node then mines to a wallet
     /// it creates in the datadir.
@@ -364,6 +369,7 @@ fn resolve_in(args: Args, env: &Environment) -> Result<NodeConfig, ConfigError> 
         external_addrs,
         query_allow,
         reindex,
+        debug_fail_writes_after: args.debug_fail_writes_after,
         mine,
         miner_address,
         miner_threads,
@@ -656,6 +662,7 @@ mod tests {
                 external_addrs: vec![],
                 query_allow: vec![Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("::1/128").unwrap()],
                 reindex: false,
+                debug_fail_writes_after: None,
                 mine: false,
                 miner_address: None,
                 miner_threads: 1,
@@ -757,6 +764,7 @@ log = "debug"
                 external_addrs: vec![addr("/dns4/node.example.org/tcp/19733")],
                 query_allow: vec![Cidr::parse("0.0.0.0/0").unwrap(), Cidr::parse("::/0").unwrap()],
                 reindex: true,
+                debug_fail_writes_after: None,
                 mine: true,
                 miner_address: Some(key.address),
                 miner_threads: 4,
@@ -792,6 +800,7 @@ log = "debug"
                 listen: vec![addr("/ip4/127.0.0.1/tcp/2000"), addr("/ip6/::1/tcp/2000")],
                 query_allow: vec![Cidr::parse("10.0.0.0/8").unwrap()],
                 reindex: false,
+                debug_fail_writes_after: None,
                 mine: false,
                 miner_threads: 2,
                 log: "warn".to_string(),

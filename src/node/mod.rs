@@ -234,7 +234,7 @@ impl Node {
         if let Err(e) = self.chain.flush() {
             return Stopped::Fatal(format!("cannot flush the database: {e}"));
         }
-        tracing::info!(height = self.chain.height(), "stopped cleanly");
+        tracing::info!(height = self.chain.height(), "stopped; the database is flushed");
         match self.fatal {
             Some(reason) => Stopped::Fatal(reason),
             None => Stopped::Clean,

@@ -42,6 +42,9 @@ pub struct SledStore {
     history: Tree,
     signatures: Tree,
     signature_heights: Tree,
+    /// Fault injection for tests (`ourcoind --debug-fail-writes-after N`, like
+    /// bitcoind's -dbcrashratio): block writes left before every write fails.
+    writes_before_failure: Option<u64>,
 }
 
 /// What a transaction closure fails with: sled's own conflict handling, or our error.
@@ -83,6 +86,7 @@ impl SledStore {
             history: tree(HISTORY)?,
             signatures: tree(SIGNATURES)?,
             signature_heights: tree(SIGNATURE_HEIGHTS)?,
+            writes_before_failure: None,
             db,
         };
         store.check_layout_version()?;
@@ -221,6 +225,25 @@ fn indexed_txs(block: &Block) -> Result<Vec<IndexedTx>, StoreError> {
         .collect()
 }
 
+impl SledStore {
+    /// Makes every block write after the next `writes` fail, as a failing disk
+    /// would: for testing that the node stops cleanly and the database stays intact.
+    pub fn fail_writes_after(&mut self, writes: u64) {
+        self.writes_before_failure = Some(writes);
+    }
+
+    fn count_write(&mut self) -> Result<(), StoreError> {
+        match &mut self.writes_before_failure {
+            None => Ok(()),
+            Some(0) => Err(StoreError("write failed (injected by --debug-fail-writes-after)".into())),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+        }
+    }
+}
+
 impl ChainStore for SledStore {
     fn account(&self, address: &Address) -> Result<Option<Account>, StoreError> {
         SledStore::read(&self.accounts, ACCOUNTS, &address.0, ACCOUNT_CAP)
@@ -296,6 +319,7 @@ impl ChainStore for SledStore {
     }
 
     fn put_block(&mut self, block: &Block) -> Result<(), StoreError> {
+        self.count_write()?;
         let hash = block.hash();
         let block_bytes = encode(block);
         if block_bytes.len() > BLOCK_CAP {
@@ -325,6 +349,7 @@ impl ChainStore for SledStore {
         undo: &BlockUndo,
         signatures: &[(Txid, SignatureBytes)],
     ) -> Result<(), StoreError> {
+        self.count_write()?;
         let hash = block.hash();
         let height = block.height();
         if update.height != height || undo.height != height {
@@ -438,6 +463,7 @@ impl ChainStore for SledStore {
     }
 
     fn disconnect_block(&mut self, block: &Block, undo: &BlockUndo) -> Result<(), StoreError> {
+        self.count_write()?;
         let hash = block.hash();
         let height = block.height();
         if undo.height != height {
