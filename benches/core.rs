@@ -6,9 +6,10 @@ use std::sync::atomic::AtomicBool;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ourcoin::chain::{Chain, MemoryStore, NoSignatures};
 use ourcoin::consensus::rules;
+use ourcoin::miner::lanes::{LaneHasher, LANES};
 use ourcoin::miner::{mine, HeaderHasher};
 use ourcoin::testkit::{block_on_tip, fund, now_for, regtest, TestKey};
-use ourcoin::types::{Address, Block, CompactTarget, SignedTransaction, COIN};
+use ourcoin::types::{Address, Block, BlockHash, CompactTarget, Hash256, SignedTransaction, COIN};
 
 const PAYERS: u64 = 10;
 const PAYMENTS_EACH: u64 = 100;
@@ -60,7 +61,13 @@ fn hash_loop(c: &mut Criterion) {
     let mut group = c.benchmark_group("miner");
     group.throughput(Throughput::Elements(NONCES));
     let never = AtomicBool::new(false);
-    group.bench_function("hash_loop_midstate", |b| b.iter(|| mine(&header, 0, 1, NONCES, &never)));
+    // `mine` runs on the SHA-NI lanes where the CPU has them; the midstate
+    // loop is the same loop on the sha2 path, whatever the CPU.
+    let portable = LaneHasher::portable(&header);
+    group.bench_function("hash_loop_midstate", |b| b.iter(|| portable.mine(0, 1, NONCES, &never)));
+    let sha_ni = if LaneHasher::new(&header).uses_sha_ni() { "SHA-NI" } else { "no SHA-NI: the sha2 fallback" };
+    eprintln!("miner/hash_loop_lanes: {LANES} lanes, {sha_ni}");
+    group.bench_function("hash_loop_lanes", |b| b.iter(|| mine(&header, 0, 1, NONCES, &never)));
     group.bench_function("sha2_digest_baseline", |b| {
         b.iter(|| {
             let mut h = header;
@@ -78,6 +85,20 @@ fn hash_loop(c: &mut Criterion) {
             let mut best = [0xffu8; 32];
             for nonce in 0..NONCES {
                 best = best.min(hasher.hash(nonce));
+            }
+            best
+        })
+    });
+    let lanes = LaneHasher::new(&header);
+    group.bench_function("lanes_hash_only", |b| {
+        b.iter(|| {
+            let mut best = BlockHash(Hash256([0xff; 32]));
+            for first in (0..NONCES).step_by(LANES) {
+                let mut nonces = [0; LANES];
+                for (nonce, n) in nonces.iter_mut().zip(first..) {
+                    *nonce = n;
+                }
+                best = lanes.hash_lanes(&nonces).into_iter().fold(best, std::cmp::min);
             }
             best
         })

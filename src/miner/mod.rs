@@ -3,16 +3,18 @@
 // A validator must never panic on hostile input.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use sha2::digest::generic_array::GenericArray;
 
 use crate::chain::NextBlock;
 use crate::consensus::{subsidy, BLOCK_VERSION};
-use crate::crypto::{CryptoError, Signature, Target};
+use crate::crypto::{CryptoError, Signature};
 use crate::types::{
     Address, Amount, Block, BlockBody, BlockHeader, Coinbase, SignedTransaction, HEADER_BYTES, HEADER_NONCE_OFFSET,
 };
+
+pub mod lanes;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
@@ -117,32 +119,18 @@ pub enum MineOutcome {
 const CANCEL_CHECK_INTERVAL: u64 = 4096;
 
 /// Tries nonces `start, start + stride, …` (`count` of them) until the
-/// header's hash meets its target or `cancel` is set. Blocking: run it on a
-/// plain thread, one per core with distinct `start`s and `stride` = threads.
+/// header's hash meets its target or `cancel` is set, and reports the first
+/// nonce in that order that meets it. Hashes [`lanes::LANES`] nonces at a
+/// time, with SHA-NI where the CPU has it. Blocking: run it on a plain
+/// thread, one per core with distinct `start`s and `stride` = threads.
 pub fn mine(header: &BlockHeader, start: u64, stride: u64, count: u64, cancel: &AtomicBool) -> MineOutcome {
-    let Ok(target) = Target::from_compact(header.target) else { return MineOutcome::Exhausted };
-    let target_bytes = target.to_be_bytes();
-    let hasher = HeaderHasher::new(header);
-    let stride = stride.max(1);
-    let mut nonce = start;
-    for i in 0..count {
-        if i % CANCEL_CHECK_INTERVAL == 0 && cancel.load(Ordering::Relaxed) {
-            return MineOutcome::Cancelled;
-        }
-        // Big-endian byte strings compare like the numbers they encode.
-        if hasher.hash(nonce) <= target_bytes {
-            let mut found = *header;
-            found.nonce = nonce;
-            return MineOutcome::Found(found);
-        }
-        nonce = nonce.wrapping_add(stride);
-    }
-    MineOutcome::Exhausted
+    lanes::LaneHasher::new(header).mine(start, stride, count, cancel)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Target;
     use crate::types::{BlockHash, CompactTarget, Hash256};
     use proptest::prelude::*;
 
