@@ -47,6 +47,9 @@ pub enum SyncRequest {
     Blocks(Vec<BlockHash>),
     MempoolIds,
     MempoolTxs(Vec<Txid>),
+    /// Pending transactions the sender has and thinks we lack (after a reorg
+    /// returned them to its mempool); we fetch the missing ones with `MempoolTxs`.
+    AnnounceTxs(Vec<Txid>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +61,8 @@ pub enum SyncResponse {
     MempoolTxs(Vec<SignedTransaction>),
     /// The request was refused (wrong network, malformed, rate-limited).
     Refused(String),
+    /// Received; nothing to return.
+    Ack,
 }
 
 const _: () = assert!(MAX_MEMPOOL_TXS * (MAX_TX_BYTES + 8) < MAX_SYNC_RESPONSE_BYTES);

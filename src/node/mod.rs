@@ -98,6 +98,8 @@ pub struct Node {
     /// Our score of each peer: lowered by invalid data, banned below `-BAN_SCORE`.
     scores: HashMap<PeerId, i64>,
     last_score_decay: Instant,
+    /// Payments a reorg returned to the mempool, to relay to every peer.
+    to_announce: Vec<Txid>,
 }
 
 /// A peer whose score falls to minus this is banned (five plainly invalid messages).
@@ -144,6 +146,7 @@ impl Node {
             fatal: None,
             scores: HashMap::new(),
             last_score_decay: Instant::now(),
+            to_announce: Vec::new(),
         }
     }
 
@@ -214,6 +217,9 @@ impl Node {
                 },
                 Some(block) = self.found.recv() => self.handle_mined_block(block).await,
                 _ = tick.tick() => self.on_tick().await,
+            }
+            if !self.to_announce.is_empty() {
+                self.announce_returned().await;
             }
             if self.fatal.is_some() {
                 break;
@@ -519,6 +525,7 @@ impl Node {
             let mut returned = 0;
             for block in update.disconnected.iter().rev() {
                 returned += self.mempool.return_disconnected(block, &signatures, &accounts, unix_now());
+                self.to_announce.extend(block.body.transactions.iter().map(|tx| tx.txid()));
             }
             tracing::info!(
                 undone = update.disconnected.len(),
@@ -529,6 +536,25 @@ impl Node {
         }
         self.template_dirty = true;
         self.refresh_template();
+    }
+
+    /// Relays payments a reorg returned to the mempool: by gossip, and by an
+    /// announcement to each peer, since gossip drops a message it has carried
+    /// in the last two minutes and a peer that never saw it would miss it.
+    async fn announce_returned(&mut self) {
+        let txids: Vec<Txid> =
+            std::mem::take(&mut self.to_announce).into_iter().filter(|t| self.mempool.contains(t)).collect();
+        if txids.is_empty() {
+            return;
+        }
+        self.publish_transactions(&txids).await;
+        let peers: Vec<PeerId> = self.peers.iter().filter(|(_, s)| s.status.is_some()).map(|(p, _)| *p).collect();
+        for chunk in txids.chunks(MAX_MEMPOOL_TXS) {
+            for peer in &peers {
+                self.command(Command::SendSync { peer: *peer, request: SyncRequest::AnnounceTxs(chunk.to_vec()) })
+                    .await;
+            }
+        }
     }
 
     fn refresh_template(&mut self) {
@@ -676,6 +702,7 @@ impl Node {
                 }
             }
             SyncResponse::Refused(reason) => tracing::info!(%peer, "sync request refused: {reason}"),
+            SyncResponse::Ack => {}
             SyncResponse::Headers(_) | SyncResponse::Blocks(_) => {
                 tracing::debug!(%peer, "unrequested sync response ignored")
             }
@@ -768,6 +795,14 @@ impl Node {
             SyncRequest::MempoolTxs(ids) => SyncResponse::MempoolTxs(
                 ids.iter().take(MAX_MEMPOOL_TXS).filter_map(|id| self.mempool.get(id).copied()).collect(),
             ),
+            SyncRequest::AnnounceTxs(ids) => {
+                let missing: Vec<Txid> =
+                    ids.into_iter().take(MAX_MEMPOOL_TXS).filter(|id| !self.mempool.contains(id)).collect();
+                if !missing.is_empty() {
+                    self.command(Command::SendSync { peer, request: SyncRequest::MempoolTxs(missing) }).await;
+                }
+                SyncResponse::Ack
+            }
         };
         self.command(Command::RespondSync { channel, response }).await;
     }
