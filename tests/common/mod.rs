@@ -404,6 +404,13 @@ impl TestNode {
         self.multiaddr.as_deref().expect("the node has been started")
     }
 
+    /// Waits for the node to exit by itself; its exit status.
+    pub fn exited_within(&mut self, deadline: Duration) -> ExitStatus {
+        self.wait_exit(deadline).unwrap_or_else(|| {
+            panic!("node {} did not exit within {deadline:?}:\n{}", self.name, tail(&self.log_path(), LOG_TAIL_LINES))
+        })
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
