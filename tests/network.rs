@@ -94,6 +94,14 @@ fn three_nodes_discover_each_other_and_confirm_a_payment() {
     assert_eq!(text(entry, "to"), wb.address);
     assert_eq!((uint(entry, "amount"), uint(entry, "fee"), uint(entry, "height")), (amount, DEFAULT_FEE, tx_height));
     assert_eq!(uint(entry, "confirmations"), tip_height - tx_height + 1);
+
+    // Every node admitted the payment before its block came (C by submission,
+    // A and B by gossip), so each found the payment's pairing in its cache.
+    for node in [&a, &b, &c] {
+        let status = node.status();
+        let ratio = status["signature_cache_hit_ratio"].as_f64();
+        assert!(ratio.is_some_and(|r| r > 0.0), "node {} reused the admission pairing: {status}", node.name());
+    }
     eprintln!("three_nodes_discover_each_other_and_confirm_a_payment: {:.1?}", started.elapsed());
 }
 

@@ -98,6 +98,16 @@ pub struct Chain<S: ChainStore> {
     best: Vec<BlockHash>,
     orphans: OrphanPool,
     next_seen: u64,
+    /// Pairings of transactions seen in the mempool, reused by block validation.
+    signature_cache: Option<std::sync::Arc<crate::crypto::pairing_cache::PairingCache>>,
+}
+
+/// Whether `accept_block` checks the aggregate signature itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureCheck {
+    Verify,
+    /// The caller verified it already (sync checks a whole batch of blocks in one multi-pairing).
+    AlreadyVerified,
 }
 
 impl<S: ChainStore> Chain<S> {
@@ -126,6 +136,7 @@ impl<S: ChainStore> Chain<S> {
             best: Vec::new(),
             orphans: OrphanPool::default(),
             next_seen: 0,
+            signature_cache: None,
         };
         chain.load_index()?;
         Ok(chain)
@@ -165,6 +176,11 @@ impl<S: ChainStore> Chain<S> {
         best.reverse();
         self.best = best;
         Ok(())
+    }
+
+    /// Validates aggregate signatures through `cache`, which the mempool fills.
+    pub fn set_signature_cache(&mut self, cache: std::sync::Arc<crate::crypto::pairing_cache::PairingCache>) {
+        self.signature_cache = Some(cache);
     }
 
     pub fn params(&self) -> &'static Params {
@@ -335,8 +351,20 @@ impl<S: ChainStore> Chain<S> {
         now: u64,
         signatures: &dyn SignatureSource,
     ) -> Result<BlockAccepted, ChainError> {
+        self.accept_block_with(block, now, signatures, SignatureCheck::Verify)
+    }
+
+    /// [`Chain::accept_block`], trusting the caller's check of the aggregate
+    /// signature when `check` says so.
+    pub fn accept_block_with(
+        &mut self,
+        block: Block,
+        now: u64,
+        signatures: &dyn SignatureSource,
+        check: SignatureCheck,
+    ) -> Result<BlockAccepted, ChainError> {
         let hash = block.hash();
-        let outcome = self.accept_one(block, now, signatures)?;
+        let outcome = self.accept_one(block, now, signatures, check)?;
         let mut update = match outcome {
             BlockAccepted::BestChain(update) => update,
             BlockAccepted::SideChain => ChainUpdate::default(),
@@ -346,7 +374,8 @@ impl<S: ChainStore> Chain<S> {
         let mut ready = self.orphans.take_children(&hash);
         while let Some(child) = ready.pop() {
             let child_hash = child.hash();
-            if let Ok(BlockAccepted::BestChain(more)) = self.accept_one(child, now, signatures) {
+            if let Ok(BlockAccepted::BestChain(more)) = self.accept_one(child, now, signatures, SignatureCheck::Verify)
+            {
                 update.absorb(more);
                 side_chain = false;
             }
@@ -360,6 +389,7 @@ impl<S: ChainStore> Chain<S> {
         block: Block,
         now: u64,
         signatures: &dyn SignatureSource,
+        check: SignatureCheck,
     ) -> Result<BlockAccepted, ChainError> {
         let hash = block.hash();
         if let Some(entry) = self.index.get(&hash) {
@@ -393,9 +423,11 @@ impl<S: ChainStore> Chain<S> {
             }
         }
         // The costly check last. The commitment matched, so the header itself is bad.
-        if let Err(e) = rules::aggregate_signature_verifies(&block) {
-            self.mark_invalid(hash, block.header)?;
-            return Err(e.into());
+        if check == SignatureCheck::Verify {
+            if let Err(e) = rules::aggregate_signature_verifies_with(&block, self.signature_cache.as_deref()) {
+                self.mark_invalid(hash, block.header)?;
+                return Err(e.into());
+            }
         }
 
         let parent_work = parent_entry.map(|p| p.cumulative_work).unwrap_or_default();

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use super::error::ValidationError;
 use super::params::{Params, BLOCK_VERSION};
+use crate::crypto::pairing_cache::PairingCache;
 use crate::crypto::{PublicKey, Signature, Target};
 use crate::types::{encode, Block, BlockHeader, SignedTransaction, Transaction, MAX_BLOCK_BYTES};
 
@@ -28,14 +29,32 @@ pub fn sender_public_key(tx: &Transaction) -> Result<PublicKey, ValidationError>
 
 /// A transaction's own signature (gossip and mempool); the costly check.
 pub fn check_transaction_signature(stx: &SignedTransaction) -> Result<(), ValidationError> {
+    check_transaction_signature_with(stx, None)
+}
+
+/// The same check; with a cache, the pairing it computes is kept so the
+/// block that later carries the transaction verifies without it.
+pub fn check_transaction_signature_with(
+    stx: &SignedTransaction,
+    cache: Option<&PairingCache>,
+) -> Result<(), ValidationError> {
     let public_key = sender_public_key(&stx.tx)?;
-    let signature =
-        Signature::from_bytes(&stx.signature).map_err(|e| ValidationError::MalformedSignature(e.to_string()))?;
-    if signature.verify(&public_key, &stx.tx.signing_message()) {
+    let signature = transaction_signature(stx)?;
+    let msg = stx.tx.signing_message();
+    let valid = match cache {
+        Some(cache) => cache.verify_and_cache(&public_key, &msg, &signature),
+        None => signature.verify(&public_key, &msg),
+    };
+    if valid {
         Ok(())
     } else {
         Err(ValidationError::BadSignature)
     }
+}
+
+/// The group-checked signature of a signed transaction.
+pub fn transaction_signature(stx: &SignedTransaction) -> Result<Signature, ValidationError> {
+    Signature::from_bytes(&stx.signature).map_err(|e| ValidationError::MalformedSignature(e.to_string()))
 }
 
 /// Every context-free rule of a signed transaction, cheap ones first.
@@ -105,10 +124,15 @@ pub fn signature_present_iff_payments(block: &Block) -> Result<(), ValidationErr
     }
 }
 
-/// `AggregateVerify` over (sender key, signing message) of every payment.
-pub fn aggregate_signature_verifies(block: &Block) -> Result<(), ValidationError> {
+/// What a block's aggregate signature must verify over: the signature and
+/// the (sender key, signing message) of every payment. `None` for a block
+/// without payments (and so without a signature).
+#[allow(clippy::type_complexity)]
+pub fn aggregate_signature_claim(
+    block: &Block,
+) -> Result<Option<(Vec<(PublicKey, Vec<u8>)>, Signature)>, ValidationError> {
     let Some(bytes) = &block.body.aggregate_signature else {
-        return signature_present_iff_payments(block);
+        return signature_present_iff_payments(block).map(|()| None);
     };
     let signature =
         Signature::from_bytes(bytes).map_err(|e| ValidationError::MalformedAggregateSignature(e.to_string()))?;
@@ -116,9 +140,25 @@ pub fn aggregate_signature_verifies(block: &Block) -> Result<(), ValidationError
         .body
         .transactions
         .iter()
-        .map(|tx| Ok((sender_public_key(tx)?, tx.signing_message())))
+        .map(|tx| Ok((sender_public_key(tx)?, tx.signing_message().to_vec())))
         .collect::<Result<Vec<_>, ValidationError>>()?;
-    if signature.aggregate_verify(&pairs) {
+    Ok(Some((pairs, signature)))
+}
+
+/// `AggregateVerify` over (sender key, signing message) of every payment.
+pub fn aggregate_signature_verifies(block: &Block) -> Result<(), ValidationError> {
+    aggregate_signature_verifies_with(block, None)
+}
+
+/// The same check; with a cache, the pairings of transactions admitted to the
+/// mempool are reused and only the rest are computed.
+pub fn aggregate_signature_verifies_with(block: &Block, cache: Option<&PairingCache>) -> Result<(), ValidationError> {
+    let Some((pairs, signature)) = aggregate_signature_claim(block)? else { return Ok(()) };
+    let valid = match cache {
+        Some(cache) => cache.aggregate_verify(&pairs, &signature),
+        None => signature.aggregate_verify(&pairs),
+    };
+    if valid {
         Ok(())
     } else {
         Err(ValidationError::BadAggregateSignature)

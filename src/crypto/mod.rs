@@ -2,7 +2,9 @@
 // A validator must never panic on hostile input.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod batch;
 pub mod bls;
+pub mod pairing_cache;
 pub mod pow;
 
 pub use bls::{CryptoError, PublicKey, SecretKey, Signature};

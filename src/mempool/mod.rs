@@ -26,9 +26,12 @@ mod tests;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::chain::SignatureSource;
 use crate::consensus::{rules, Params, ValidationError};
+use crate::crypto::batch;
+use crate::crypto::pairing_cache::PairingCache;
 use crate::state::{check_can_spend, Account};
 use crate::types::{
     encode, Address, Amount, Block, DecodeError, SignatureBytes, SignedTransaction, Transaction, Txid, MAX_TX_BYTES,
@@ -191,6 +194,16 @@ pub struct Mempool {
     by_recipient: HashMap<Address, BTreeSet<Txid>>,
     bytes: usize,
     next_seq: u64,
+    /// Pairings of admitted transactions, kept for block validation.
+    signature_cache: Option<Arc<PairingCache>>,
+}
+
+/// What the cheap rules decided for a transaction about to be admitted.
+struct Prepared {
+    txid: Txid,
+    entry: PoolEntry,
+    replaced: Option<Txid>,
+    victims: Vec<Txid>,
 }
 
 impl Mempool {
@@ -206,7 +219,53 @@ impl Mempool {
             by_recipient: HashMap::new(),
             bytes: 0,
             next_seq: 0,
+            signature_cache: None,
         }
+    }
+
+    /// Keeps the pairing each admitted transaction's signature check computes
+    /// in `cache`, where block validation finds it.
+    pub fn set_signature_cache(&mut self, cache: Arc<PairingCache>) {
+        self.signature_cache = Some(cache);
+    }
+
+    /// Admits several transactions, verifying the signatures of those that
+    /// pass the cheap rules together (a weighted batch, bisected on failure,
+    /// on every core). Results are in the order given.
+    pub fn add_batch(
+        &mut self,
+        items: Vec<(SignedTransaction, Account)>,
+        now: u64,
+    ) -> Vec<Result<Added, ValidationError>> {
+        let mut results: Vec<Option<Result<Added, ValidationError>>> = Vec::with_capacity(items.len());
+        let mut candidates = Vec::new();
+        let mut claims = Vec::new();
+        for (i, (stx, account)) in items.iter().enumerate() {
+            let checked = self.prepare(stx, account, now).and_then(|_| {
+                let public_key = rules::sender_public_key(&stx.tx)?;
+                let signature = rules::transaction_signature(stx)?;
+                Ok((public_key, stx.tx.signing_message().to_vec(), signature))
+            });
+            match checked {
+                Ok(claim) => {
+                    candidates.push(i);
+                    claims.push(claim);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let valid = batch::verify_batch(&claims, self.signature_cache.as_deref());
+        for (i, ok) in candidates.into_iter().zip(valid) {
+            if let (Some((stx, account)), Some(slot)) = (items.get(i), results.get_mut(i)) {
+                *slot = Some(if ok {
+                    self.admit(*stx, *account, now, SignatureCheck::AlreadyVerified)
+                } else {
+                    Err(ValidationError::BadSignature)
+                });
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or(Err(ValidationError::BadSignature))).collect()
     }
 
     pub fn config(&self) -> &MempoolConfig {
@@ -247,11 +306,21 @@ impl Mempool {
         now: u64,
         check: SignatureCheck,
     ) -> Result<Added, ValidationError> {
+        let prepared = self.prepare(&stx, &account, now)?;
+        if check == SignatureCheck::Verify {
+            rules::check_transaction_signature_with(&stx, self.signature_cache.as_deref())?;
+        }
+        Ok(self.commit(prepared, account))
+    }
+
+    /// Every cheap rule, and the eviction a newcomer would cause; changes
+    /// nothing but bringing the sender's other entries in line with `account`.
+    fn prepare(&mut self, stx: &SignedTransaction, account: &Account, now: u64) -> Result<Prepared, ValidationError> {
         let txid = stx.txid();
         if self.entries.contains_key(&txid) {
             return Err(ValidationError::AlreadyInMempool);
         }
-        let pool_bytes = encode(&stx).len();
+        let pool_bytes = encode(stx).len();
         if pool_bytes > MAX_TX_BYTES {
             return Err(ValidationError::Malformed(DecodeError::TooLarge { len: pool_bytes, cap: MAX_TX_BYTES }));
         }
@@ -263,14 +332,14 @@ impl Mempool {
         self.check_nonce_window(&tx, account.nonce)?;
 
         let sender = tx.sender_address();
-        self.revalidate_sender(&sender, &account);
+        self.revalidate_sender(&sender, account);
         let replaced = self.replacement_target(&sender, &tx)?;
         let spend = tx.total_spend().ok_or(ValidationError::AmountOverflow)?;
-        check_can_spend(&account, spend)?;
+        check_can_spend(account, spend)?;
         self.check_pending_spends(&sender, replaced, spend, account.balance)?;
 
         let entry = PoolEntry {
-            stx,
+            stx: *stx,
             sender,
             spend,
             pool_bytes,
@@ -279,11 +348,13 @@ impl Mempool {
             seq: self.next_seq,
         };
         let victims = self.plan_eviction(txid, &entry, replaced)?;
+        Ok(Prepared { txid, entry, replaced, victims })
+    }
 
-        if check == SignatureCheck::Verify {
-            rules::check_transaction_signature(&stx)?;
-        }
-
+    fn commit(&mut self, prepared: Prepared, account: Account) -> Added {
+        let Prepared { txid, entry, replaced, victims } = prepared;
+        let tx = entry.stx.tx;
+        let sender = entry.sender;
         self.next_seq = self.next_seq.saturating_add(1);
         if let Some(old) = replaced {
             self.remove_entry(&old);
@@ -303,7 +374,7 @@ impl Mempool {
         } else {
             Vec::new()
         };
-        Ok(Added { txid, replaced, ready, promoted, evicted: victims })
+        Added { txid, replaced, ready, promoted, evicted: victims }
     }
 
     fn check_nonce_window(&self, tx: &Transaction, account_nonce: u64) -> Result<(), ValidationError> {

@@ -812,3 +812,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_batch_verifies_signatures_together_and_marks_exactly_the_bad_ones() {
+    let keys: Vec<TestKey> = (0..6).map(TestKey::new).collect();
+    let cache = Arc::new(PairingCache::new(1_000));
+    let mut pool = default_pool();
+    pool.set_signature_cache(cache.clone());
+    let mut items = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let stx = pay(key, 2_000, 0);
+        // Transactions 1 and 4 carry someone else's signature; 3 fails a cheap rule.
+        let stx = if i == 1 || i == 4 { with_bad_signature(stx) } else { stx };
+        let nonce_account = if i == 3 { account(1_000_000_000, 5) } else { account(1_000_000_000, 0) };
+        items.push((stx, nonce_account));
+    }
+    let results = pool.add_batch(items, 1_000);
+    assert_eq!(results.len(), 6);
+    for (i, result) in results.iter().enumerate() {
+        match i {
+            1 | 4 => assert_eq!(result.as_ref().err(), Some(&ValidationError::BadSignature), "item {i}"),
+            3 => assert!(matches!(result, Err(ValidationError::NonceTooLow { .. })), "item {i}: {result:?}"),
+            _ => assert!(result.as_ref().is_ok_and(|a| a.ready), "item {i}: {result:?}"),
+        }
+    }
+    assert_eq!(pool.len(), 3);
+    // The good ones' pairings are cached for block validation.
+    assert_eq!(cache.stats().entries, 3);
+}

@@ -11,6 +11,7 @@ pub mod miner;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
@@ -18,9 +19,12 @@ use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
-use crate::chain::{BlockAccepted, Chain, ChainError, ChainStore, ChainUpdate, SignatureSource};
+use crate::chain::{BlockAccepted, Chain, ChainError, ChainStore, ChainUpdate, SignatureCheck, SignatureSource};
+use crate::consensus::rules;
 use crate::consensus::verdict::{verdict, verdict_for_transaction, Verdict};
 use crate::consensus::{Params, ValidationError};
+use crate::crypto::batch::verify_blocks_batch;
+use crate::crypto::pairing_cache::PairingCache;
 use crate::crypto::Work;
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::miner::assemble_block;
@@ -43,6 +47,44 @@ use miner::{Miner, Template};
 /// Seconds since the Unix epoch: the clock the rules are given.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Checks the aggregate signatures of a sync batch together. Returns the
+/// blocks up to the first bad one (all of them when none is), and that bad
+/// block's hash and error. Blocks without payments need no pairing.
+fn verify_sync_signatures(blocks: Vec<Block>) -> (Vec<Block>, Option<(BlockHash, ValidationError)>) {
+    let mut claims = Vec::new();
+    let mut owners = Vec::new();
+    let mut cut = None;
+    for (i, block) in blocks.iter().enumerate() {
+        match rules::aggregate_signature_claim(block) {
+            Ok(Some(claim)) => {
+                claims.push(claim);
+                owners.push(i);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                cut = Some((i, e));
+                break;
+            }
+        }
+    }
+    if let Err(bad) = verify_blocks_batch(&claims) {
+        if let Some(&i) = owners.get(bad) {
+            if cut.as_ref().is_none_or(|(c, _)| i < *c) {
+                cut = Some((i, ValidationError::BadAggregateSignature));
+            }
+        }
+    }
+    match cut {
+        None => (blocks, None),
+        Some((i, e)) => {
+            let hash = blocks.get(i).map(Block::hash).unwrap_or_default();
+            let mut blocks = blocks;
+            blocks.truncate(i);
+            (blocks, Some((hash, e)))
+        }
+    }
 }
 
 /// The store's kept signatures, for payments returning to the mempool after a reorg.
@@ -100,7 +142,20 @@ pub struct Node {
     last_score_decay: Instant,
     /// Payments a reorg returned to the mempool, to relay to every peer.
     to_announce: Vec<Txid>,
+    /// Pairings of admitted transactions, shared by the mempool and block validation.
+    signature_cache: Arc<PairingCache>,
+    /// Gossiped transactions waiting for their signatures to be checked as a batch.
+    gossip_batch: Vec<(PeerId, MessageId, SignedTransaction)>,
+    /// When the oldest of them arrived: a lone transaction waits at most `BATCH_WAIT`.
+    gossip_batch_since: Option<tokio::time::Instant>,
 }
+
+/// Pairing-cache entries (576 bytes each: about 56 MiB).
+pub const SIGNATURE_CACHE_ENTRIES: usize = 100_000;
+/// Gossiped transactions verified together at most.
+pub const BATCH_MAX: usize = 64;
+/// The longest a gossiped transaction waits for its batch.
+pub const BATCH_WAIT: Duration = Duration::from_millis(5);
 
 /// A peer whose score falls to minus this is banned (five plainly invalid messages).
 pub const BAN_SCORE: i64 = 500;
@@ -120,7 +175,7 @@ pub enum Stopped {
 
 impl Node {
     pub fn new(
-        chain: Chain<SledStore>,
+        mut chain: Chain<SledStore>,
         client: Client,
         known_peers: KnownPeers,
         files: DataFiles,
@@ -129,10 +184,14 @@ impl Node {
         let params = chain.params();
         let (found_tx, found) = mpsc::unbounded_channel();
         let miner = mining.map(|(threads, address)| (Miner::start(threads, found_tx), address));
+        let signature_cache = Arc::new(PairingCache::new(SIGNATURE_CACHE_ENTRIES));
+        chain.set_signature_cache(signature_cache.clone());
+        let mut mempool = Mempool::new(params, MempoolConfig::default());
+        mempool.set_signature_cache(signature_cache.clone());
         Node {
             params,
             chain,
-            mempool: Mempool::new(params, MempoolConfig::default()),
+            mempool,
             client,
             listen_addrs: Vec::new(),
             peers: HashMap::new(),
@@ -147,6 +206,9 @@ impl Node {
             scores: HashMap::new(),
             last_score_decay: Instant::now(),
             to_announce: Vec::new(),
+            signature_cache,
+            gossip_batch: Vec::new(),
+            gossip_batch_since: None,
         }
     }
 
@@ -217,6 +279,8 @@ impl Node {
                 },
                 Some(block) = self.found.recv() => self.handle_mined_block(block).await,
                 _ = tick.tick() => self.on_tick().await,
+                _ = tokio::time::sleep_until(self.gossip_batch_since.unwrap_or_else(tokio::time::Instant::now) + BATCH_WAIT),
+                    if self.gossip_batch_since.is_some() => self.verify_gossip_batch().await,
             }
             if !self.to_announce.is_empty() {
                 self.announce_returned().await;
@@ -305,6 +369,7 @@ impl Node {
                 })
                 .collect(),
             mining: self.miner.is_some(),
+            signature_cache_hit_ratio: self.signature_cache.stats().hit_ratio(),
             best_known_height: self
                 .peers
                 .values()
@@ -403,25 +468,55 @@ impl Node {
         self.scores.retain(|_, score| *score != 0);
     }
 
+    /// Decodes a gossiped transaction and queues it for the next signature batch.
     async fn handle_gossip_tx(&mut self, source: PeerId, id: MessageId, data: &[u8]) {
-        let result = decode::<SignedTransaction>(data, MAX_TX_BYTES)
-            .map_err(ValidationError::from)
-            .and_then(|stx| self.admit_transaction(stx));
-        let verdict = match result {
-            // Only the gap-free run is relayed.
-            Ok((ready, _)) => {
-                if ready {
-                    Verdict::Accept
-                } else {
-                    Verdict::Ignore
+        match decode::<SignedTransaction>(data, MAX_TX_BYTES) {
+            Ok(stx) => {
+                self.gossip_batch.push((source, id, stx));
+                self.gossip_batch_since.get_or_insert_with(tokio::time::Instant::now);
+                if self.gossip_batch.len() >= BATCH_MAX {
+                    self.verify_gossip_batch().await;
                 }
             }
             Err(e) => {
-                tracing::debug!(%source, "transaction refused: {e}");
-                verdict_for_transaction(&e)
+                tracing::debug!(%source, "malformed transaction: {e}");
+                self.report(id, source, verdict_for_transaction(&ValidationError::from(e))).await;
             }
-        };
-        self.report(id, source, verdict).await;
+        }
+    }
+
+    /// Admits the queued gossiped transactions: cheap rules one by one, then
+    /// their signatures together; reports each verdict and relays what became ready.
+    async fn verify_gossip_batch(&mut self) {
+        self.gossip_batch_since = None;
+        let batch = std::mem::take(&mut self.gossip_batch);
+        if batch.is_empty() {
+            return;
+        }
+        let items: Vec<(SignedTransaction, Account)> =
+            batch.iter().map(|(_, _, stx)| (*stx, self.account(&stx.tx.sender_address()))).collect();
+        let results = self.mempool.add_batch(items, unix_now());
+        let mut promoted = Vec::new();
+        for ((source, id, _), result) in batch.into_iter().zip(results) {
+            let verdict = match result {
+                // Only the gap-free run is relayed.
+                Ok(added) => {
+                    self.template_dirty = true;
+                    promoted.extend(added.promoted);
+                    if added.ready {
+                        Verdict::Accept
+                    } else {
+                        Verdict::Ignore
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%source, "transaction refused: {e}");
+                    verdict_for_transaction(&e)
+                }
+            };
+            self.report(id, source, verdict).await;
+        }
+        self.publish_transactions(&promoted).await;
     }
 
     /// Adds a transaction to the mempool; returns whether it is ready (relayable)
@@ -487,11 +582,15 @@ impl Node {
     /// Validates and connects blocks, flushes once, then updates the mempool
     /// and the miner. The first error stops the batch.
     fn accept_blocks(&mut self, blocks: Vec<Block>) -> Result<(), ChainError> {
+        self.accept_blocks_with(blocks, SignatureCheck::Verify)
+    }
+
+    fn accept_blocks_with(&mut self, blocks: Vec<Block>, check: SignatureCheck) -> Result<(), ChainError> {
         let now = unix_now();
         let mut update = ChainUpdate::default();
         let mut result = Ok(());
         for block in blocks {
-            match self.chain.accept_block(block, now, &self.mempool) {
+            match self.chain.accept_block_with(block, now, &self.mempool, check) {
                 Ok(BlockAccepted::BestChain(more)) => {
                     update.disconnected.extend(more.disconnected);
                     update.connected.extend(more.connected);
@@ -660,7 +759,17 @@ impl Node {
             }
             SyncResponse::Blocks(blocks) if is_sync_peer => {
                 let count = blocks.len();
-                match self.accept_blocks(blocks) {
+                // All the batch's aggregate signatures in one weighted multi-pairing.
+                let (blocks, bad) = verify_sync_signatures(blocks);
+                if let Some((hash, e)) = &bad {
+                    tracing::warn!(%peer, %hash, "sync peer served a block with a bad signature: {e}");
+                }
+                let accepted = self.accept_blocks_with(blocks, SignatureCheck::AlreadyVerified);
+                let accepted = match (accepted, bad) {
+                    (Ok(()), Some((_, e))) => Err(ChainError::Invalid(e)),
+                    (other, _) => other,
+                };
+                match accepted {
                     Ok(()) => {}
                     Err(ChainError::Invalid(ValidationError::DuplicateBlock)) => {}
                     Err(ChainError::Invalid(e)) => {

@@ -21,6 +21,7 @@ pub struct NetworkInfo {
     pub peers: Vec<PeerReply>,
     pub mining: bool,
     pub best_known_height: u64,
+    pub signature_cache_hit_ratio: Option<f64>,
 }
 
 /// Answers one query. `Submit` is refused here: the node handles it.
@@ -60,6 +61,7 @@ fn status<S: ChainStore>(chain: &Chain<S>, mempool: &Mempool, net: &NetworkInfo)
         mempool: mempool.len() as u64,
         mining: net.mining,
         best_known_height: net.best_known_height.max(chain.height()),
+        signature_cache_hit_ratio: net.signature_cache_hit_ratio,
     }
 }
 

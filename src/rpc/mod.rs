@@ -36,7 +36,7 @@ pub enum QueryRequest {
     Submit(SignedTransaction),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum QueryResponse {
     Status(StatusReply),
     Balance(BalanceReply),
@@ -50,7 +50,7 @@ pub enum QueryResponse {
     Error(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusReply {
     pub network: String,
     pub peer_id: String,
@@ -64,6 +64,9 @@ pub struct StatusReply {
     pub mining: bool,
     /// Height of the best chain a peer has announced (the sync target).
     pub best_known_height: u64,
+    /// Share of block transactions whose signature pairing was already cached
+    /// from mempool admission; `None` before any block with payments.
+    pub signature_cache_hit_ratio: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,672 @@
+//! A cache of Miller-loop values of transactions that passed admission, so
+//! that checking the aggregate signature of a block made of already-seen
+//! transactions costs one Miller loop and one final exponentiation instead of
+//! a pairing per transaction.
+//!
+//! `AggregateVerify` accepts a block's signature σ over pairs (pk_i, m_i) when
+//! `e(g1, σ) = Π e(pk_i, H_i)`, with `H_i` the hash to G2 of the augmented
+//! message `pk_i ‖ m_i`. A pairing is a Miller loop `ML` followed by a final
+//! exponentiation `FE`, and `FE` is a homomorphism of the multiplicative group
+//! of Fp12, so the equation is
+//!
+//! ```text
+//! FE( Π ML(pk_i, H_i) · ML(−g1, σ) ) = 1
+//! ```
+//!
+//! The factors `ML(pk_i, H_i)` depend only on the transaction, not on the
+//! block: they are computed when the transaction is admitted, kept here, and
+//! multiplied in Fp12 when a block carrying it arrives. An entry is a function
+//! of its key alone (no signature goes into it), so whatever the cache holds
+//! it can never make a wrong signature pass; it can only be missing, and a
+//! missing value is computed on the spot.
+//!
+//! The module also holds the pairing arithmetic that batch verification
+//! (`super::batch`) shares with the cache.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread;
+
+use blst::{blst_fp12, blst_p1, blst_p1_affine, blst_p2, blst_p2_affine, min_pk, Pairing, BLST_ERROR};
+use sha2::{Digest, Sha256};
+
+use super::bls::{PublicKey, Signature, DST};
+
+/// Entries kept by default: twice the mempool's default transaction count.
+/// Each costs about 700 bytes (a 576-byte Fp12 value, its key, the map's and
+/// the queue's overhead), so about 70 MB when full.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Pairs a worker takes at a time when looking values up: enough that small
+/// blocks are looked up without starting a thread.
+const LOOKUP_STRIDE: usize = 256;
+
+/// Pairs a worker takes at a time for Miller loops: blst's `Pairing` runs
+/// them eight at a time, sharing their squarings.
+const MILLER_STRIDE: usize = 8;
+
+/// How often block validation found a transaction's value in the cache.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct CacheStats {
+    /// Pairs of checked blocks whose Miller-loop value was cached.
+    pub hits: u64,
+    /// Pairs of checked blocks whose Miller loop had to be run.
+    pub misses: u64,
+    /// Values held now.
+    pub entries: usize,
+}
+
+impl CacheStats {
+    /// Hits over lookups, or `None` before any block was checked.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let lookups = self.hits.saturating_add(self.misses);
+        // u64 to f64 loses precision only beyond 2^53 lookups.
+        (lookups > 0).then(|| self.hits as f64 / lookups as f64)
+    }
+}
+
+/// SHA-256 of the augmented message `pk ‖ msg`, which encodes both
+/// unambiguously since compressed keys have a fixed length.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct EntryKey([u8; 32]);
+
+impl EntryKey {
+    fn of(public_key: &PublicKey, msg: &[u8]) -> EntryKey {
+        let mut hasher = Sha256::new();
+        hasher.update(public_key.to_bytes().0);
+        hasher.update(msg);
+        EntryKey(hasher.finalize().into())
+    }
+}
+
+/// The values and their insertion order; both always hold the same keys.
+#[derive(Default)]
+struct Entries {
+    values: HashMap<EntryKey, blst_fp12>,
+    oldest_first: VecDeque<EntryKey>,
+}
+
+/// Miller-loop values `ML(pk, H(pk ‖ msg))` of admitted transactions, bounded
+/// in count, oldest evicted first.
+///
+/// First in, first out rather than least recently used: a lookup then only
+/// reads, so block validation on several threads never waits on itself, and
+/// admission order is what matters anyway: with the capacity above the
+/// mempool's bound, every pending transaction keeps its value.
+pub struct PairingCache {
+    entries: RwLock<Entries>,
+    capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Default for PairingCache {
+    fn default() -> PairingCache {
+        PairingCache::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl fmt::Debug for PairingCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PairingCache").field("capacity", &self.capacity).field("stats", &self.stats()).finish()
+    }
+}
+
+impl PairingCache {
+    /// An empty cache that keeps at most `capacity` values.
+    pub fn new(capacity: usize) -> PairingCache {
+        PairingCache {
+            entries: RwLock::new(Entries::default()),
+            capacity,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.read().values.len(),
+        }
+    }
+
+    /// Computes and keeps the Miller-loop value of a transaction whose
+    /// signature was verified elsewhere (one hash to G2 and one Miller loop).
+    pub fn insert_verified(&self, public_key: &PublicKey, msg: &[u8]) {
+        if let Some(point) = public_key_point(public_key) {
+            let value = blst_fp12::miller_loop(&message_point(public_key, msg), &point);
+            self.insert_values([(EntryKey::of(public_key, msg), value)]);
+        }
+    }
+
+    /// Verifies one signature exactly as `Signature::verify` does and, when
+    /// it holds, keeps the Miller loop the check computed: admission costs a
+    /// single pairing check, not a check and then a cache fill.
+    pub fn verify_and_cache(&self, public_key: &PublicKey, msg: &[u8], signature: &Signature) -> bool {
+        let (Some(key_point), Some(signature_point)) = (public_key_point(public_key), signature_point(signature))
+        else {
+            return false;
+        };
+        let value = blst_fp12::miller_loop(&message_point(public_key, msg), &key_point);
+        if !is_one_after_final_exp(&(value * signature_miller_loop(&signature_point))) {
+            return false;
+        }
+        self.insert_values([(EntryKey::of(public_key, msg), value)]);
+        true
+    }
+
+    /// `AggregateVerify` of `signature` over the pairs, accepting and
+    /// rejecting exactly what `Signature::aggregate_verify` does: cached
+    /// values are multiplied, Miller loops run (on every core) only for the
+    /// pairs not cached, then one Miller loop of the signature against the
+    /// negated generator and one final exponentiation. Values of missed pairs
+    /// are not added: a block's transactions leave the mempool with it.
+    pub fn aggregate_verify<M: AsRef<[u8]> + Sync>(&self, pairs: &[(PublicKey, M)], signature: &Signature) -> bool {
+        if pairs.is_empty() {
+            return false;
+        }
+        let Some(signature_point) = signature_point(signature) else {
+            return false;
+        };
+        let looked_up = on_workers(pairs, LOOKUP_STRIDE, |claimed| {
+            let entries = self.read();
+            let mut product = blst_fp12::default();
+            let mut missed = Vec::new();
+            for (_, (public_key, msg)) in claimed {
+                match entries.values.get(&EntryKey::of(public_key, msg.as_ref())) {
+                    Some(value) => product *= *value,
+                    None => missed.push(MillerJob { public_key, msg: msg.as_ref(), group: 0 }),
+                }
+            }
+            (product, missed)
+        });
+        let Some(looked_up) = looked_up else {
+            return false;
+        };
+        let mut product = blst_fp12::default();
+        let mut missed = Vec::new();
+        for (partial, partial_missed) in looked_up {
+            product *= partial;
+            missed.extend(partial_missed);
+        }
+        let misses = missed.len();
+        self.misses.fetch_add(misses as u64, Ordering::Relaxed);
+        self.hits.fetch_add(pairs.len().saturating_sub(misses) as u64, Ordering::Relaxed);
+        if !missed.is_empty() {
+            let Some(products) = miller_loop_products(&missed, 1) else {
+                return false;
+            };
+            for value in products {
+                product *= value;
+            }
+        }
+        product *= signature_miller_loop(&signature_point);
+        is_one_after_final_exp(&product)
+    }
+
+    /// Keeps the values of pairs whose signatures were verified.
+    pub(super) fn insert_miller_loops<'a>(
+        &self,
+        values: impl IntoIterator<Item = (&'a PublicKey, &'a [u8], blst_fp12)>,
+    ) {
+        self.insert_values(values.into_iter().map(|(public_key, msg, value)| (EntryKey::of(public_key, msg), value)));
+    }
+
+    fn insert_values(&self, values: impl IntoIterator<Item = (EntryKey, blst_fp12)>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.write();
+        for (key, value) in values {
+            if entries.values.contains_key(&key) {
+                continue;
+            }
+            while entries.values.len() >= self.capacity {
+                let Some(oldest) = entries.oldest_first.pop_front() else { break };
+                entries.values.remove(&oldest);
+            }
+            entries.values.insert(key, value);
+            entries.oldest_first.push_back(key);
+        }
+    }
+
+    // No update leaves the entries half-changed, so a panic elsewhere while
+    // the lock was held does not make them unusable.
+    fn read(&self) -> RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+// The pairing arithmetic shared with batch verification.
+//
+// `PublicKey` and `Signature` keep their blst points private to `bls.rs`, so
+// the points are decompressed here from the canonical bytes. They were
+// validated (on the curve, in the subgroup, not the identity) when the values
+// were built, so only the decompression is repeated, not the checks.
+
+/// The affine point of a validated public key; `None` never happens for a
+/// key built by `PublicKey::from_bytes` or `SecretKey::public_key`.
+pub(super) fn public_key_point(public_key: &PublicKey) -> Option<blst_p1_affine> {
+    min_pk::PublicKey::uncompress(&public_key.to_bytes().0).ok().map(blst_p1_affine::from)
+}
+
+/// The affine point of a group-checked signature; `None` never happens for a
+/// signature built by `Signature::from_bytes`, `sign` or `aggregate`.
+pub(super) fn signature_point(signature: &Signature) -> Option<blst_p2_affine> {
+    min_pk::Signature::uncompress(&signature.to_bytes().0).ok().map(blst_p2_affine::from)
+}
+
+/// `H(pk ‖ msg)`: the augmented message hashed to G2 under the ciphersuite's DST.
+pub(super) fn message_point(public_key: &PublicKey, msg: &[u8]) -> blst_p2_affine {
+    let augmentation = public_key.to_bytes().0;
+    let mut point = blst_p2::default();
+    let mut affine = blst_p2_affine::default();
+    // SAFETY: each pointer comes from a live slice passed with its own length
+    // or from a local blst value; blst only reads the inputs and writes the
+    // outputs, which are fully initialised values of the types it expects.
+    unsafe {
+        blst::blst_hash_to_g2(
+            &mut point,
+            msg.as_ptr(),
+            msg.len(),
+            DST.as_ptr(),
+            DST.len(),
+            augmentation.as_ptr(),
+            augmentation.len(),
+        );
+        blst::blst_p2_to_affine(&mut affine, &point);
+    }
+    affine
+}
+
+/// `ML(−g1, σ)`: the signature's side of the pairing equation.
+pub(super) fn signature_miller_loop(signature: &blst_p2_affine) -> blst_fp12 {
+    blst_fp12::miller_loop(signature, negated_generator())
+}
+
+/// Whether the final exponentiation of `value` is the identity of GT.
+pub(super) fn is_one_after_final_exp(value: &blst_fp12) -> bool {
+    // `blst_fp12::default()` is one; the comparison is `blst_fp12_is_equal`.
+    value.final_exp() == blst_fp12::default()
+}
+
+fn negated_generator() -> &'static blst_p1_affine {
+    static NEGATED: OnceLock<blst_p1_affine> = OnceLock::new();
+    NEGATED.get_or_init(|| {
+        let mut affine = blst_p1_affine::default();
+        // SAFETY: `blst_p1_generator` points to a static constant, copied
+        // here; the other calls read and write the two locals only.
+        unsafe {
+            let mut point: blst_p1 = *blst::blst_p1_generator();
+            blst::blst_p1_cneg(&mut point, true);
+            blst::blst_p1_to_affine(&mut affine, &point);
+        }
+        affine
+    })
+}
+
+/// A (public key, message) pair whose Miller loop goes into the product of `group`.
+pub(super) struct MillerJob<'a> {
+    pub public_key: &'a PublicKey,
+    pub msg: &'a [u8],
+    pub group: usize,
+}
+
+/// For each group in `0..groups`, the product of `ML(pk, H(pk ‖ msg))` over
+/// its jobs (one for a group without jobs), computed through `blst::Pairing`
+/// on every core. `None` if a key cannot be used, which validated keys never
+/// cause, or if a worker failed.
+pub(super) fn miller_loop_products(jobs: &[MillerJob<'_>], groups: usize) -> Option<Vec<blst_fp12>> {
+    let partials = on_workers(jobs, MILLER_STRIDE, |claimed| {
+        let mut pairing = Pairing::new(true, DST);
+        let mut open_group = None;
+        let mut partials = Vec::new();
+        for (_, job) in claimed {
+            if open_group != Some(job.group) {
+                if let Some(group) = open_group {
+                    partials.push((group, pairing.as_fp12()));
+                    pairing.init(true, DST);
+                }
+                open_group = Some(job.group);
+            }
+            let point = public_key_point(job.public_key)?;
+            // Hashes `pk ‖ msg` (the key goes in as blst's augmentation) and
+            // queues the pair; no signature is attached here.
+            let added = pairing.aggregate(&point, false, &(), false, job.msg, &job.public_key.to_bytes().0);
+            if added != BLST_ERROR::BLST_SUCCESS {
+                return None;
+            }
+        }
+        if let Some(group) = open_group {
+            partials.push((group, pairing.as_fp12()));
+        }
+        Some(partials)
+    })?;
+    let mut products = vec![blst_fp12::default(); groups];
+    for (group, partial) in partials.into_iter().collect::<Option<Vec<_>>>()?.into_iter().flatten() {
+        *products.get_mut(group)? *= partial;
+    }
+    Some(products)
+}
+
+/// Runs `work` on up to one thread per core (the calling thread being one),
+/// each worker claiming `stride` consecutive items at a time until none is
+/// left and seeing them with their indices; returns what each worker
+/// returned, or `None` if one of them panicked.
+pub(super) fn on_workers<'a, T, R, W>(items: &'a [T], stride: usize, work: W) -> Option<Vec<R>>
+where
+    T: Sync,
+    R: Send,
+    W: Fn(&mut dyn Iterator<Item = (usize, &'a T)>) -> R + Sync,
+{
+    let stride = stride.max(1);
+    let workers = available_cores().min(items.len().div_ceil(stride)).max(1);
+    let next = AtomicUsize::new(0);
+    let claim = || {
+        std::iter::from_fn(|| {
+            let start = next.fetch_add(stride, Ordering::Relaxed);
+            let end = start.saturating_add(stride).min(items.len());
+            items.get(start..end).filter(|chunk| !chunk.is_empty()).map(|chunk| (start, chunk))
+        })
+        .flat_map(|(start, chunk)| chunk.iter().enumerate().map(move |(offset, item)| (start + offset, item)))
+    };
+    thread::scope(|scope| {
+        let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(|| work(&mut claim()))).collect();
+        let mut results = vec![work(&mut claim())];
+        let mut all_finished = true;
+        for helper in helpers {
+            match helper.join() {
+                Ok(result) => results.push(result),
+                Err(_) => all_finished = false,
+            }
+        }
+        all_finished.then_some(results)
+    })
+}
+
+pub(super) fn available_cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, NonZeroUsize::get))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::crypto::SecretKey;
+    use crate::testkit::TestKey;
+    use crate::types::{Address, ChainId, PublicKeyBytes, SignatureBytes};
+
+    /// A payment from key `seed`: (public key, signing message, signature).
+    fn payment(seed: u64, nonce: u64) -> (PublicKey, Vec<u8>, Signature) {
+        let key = TestKey::new(seed);
+        let stx = key.pay(ChainId(7), Address([0x42; 20]), 1_000 + nonce, 10, nonce);
+        let public_key = PublicKey::from_bytes(&key.public).unwrap();
+        (public_key, stx.tx.signing_message().to_vec(), Signature::from_bytes(&stx.signature).unwrap())
+    }
+
+    fn aggregate(signatures: &[Signature]) -> Signature {
+        Signature::aggregate(signatures).unwrap()
+    }
+
+    type Pairs = Vec<(PublicKey, Vec<u8>)>;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Tamper {
+        Nothing,
+        WrongSignature,
+        MissingSignature,
+        ExtraSignature,
+        SwappedMessages,
+        DuplicatedPair,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Fill {
+        Empty,
+        Partly,
+        Full,
+    }
+
+    /// A block's pairs and aggregate signature, tampered with as told; and
+    /// whether blst must accept it (`None` when that depends on the keys).
+    fn block(seeds: &[u64], tamper: Tamper, which: usize) -> (Pairs, Signature, Option<bool>) {
+        let txs: Vec<_> = seeds.iter().enumerate().map(|(nonce, &seed)| payment(seed, nonce as u64)).collect();
+        let mut pairs: Vec<(PublicKey, Vec<u8>)> = txs.iter().map(|(pk, msg, _)| (*pk, msg.clone())).collect();
+        let mut signatures: Vec<Signature> = txs.iter().map(|(_, _, sig)| *sig).collect();
+        let which = which % txs.len();
+        let next = (which + 1) % txs.len();
+        let unrelated = payment(u64::MAX - 1, 999).2;
+        let expected = match tamper {
+            Tamper::Nothing => Some(true),
+            Tamper::WrongSignature => {
+                signatures[which] = payment(seeds[which], 1_000).2;
+                Some(false)
+            }
+            Tamper::MissingSignature if signatures.len() == 1 => {
+                signatures[0] = unrelated;
+                Some(false)
+            }
+            Tamper::MissingSignature => {
+                signatures.remove(which);
+                Some(false)
+            }
+            Tamper::ExtraSignature => {
+                signatures.push(unrelated);
+                Some(false)
+            }
+            Tamper::SwappedMessages if pairs.len() == 1 => {
+                pairs[0].1 = payment(seeds[0], 1_001).1;
+                Some(false)
+            }
+            Tamper::SwappedMessages => {
+                let moved = pairs[which].1.clone();
+                pairs[which].1 = pairs[next].1.clone();
+                pairs[next].1 = moved;
+                None
+            }
+            Tamper::DuplicatedPair => {
+                pairs.push(pairs[which].clone());
+                signatures.push(signatures[which]);
+                Some(true)
+            }
+        };
+        (pairs, aggregate(&signatures), expected)
+    }
+
+    fn tamper() -> impl Strategy<Value = Tamper> {
+        prop_oneof![
+            Just(Tamper::Nothing),
+            Just(Tamper::WrongSignature),
+            Just(Tamper::MissingSignature),
+            Just(Tamper::ExtraSignature),
+            Just(Tamper::SwappedMessages),
+            Just(Tamper::DuplicatedPair),
+        ]
+    }
+
+    fn fill() -> impl Strategy<Value = Fill> {
+        prop_oneof![Just(Fill::Empty), Just(Fill::Partly), Just(Fill::Full)]
+    }
+
+    proptest! {
+        // Each case costs a few dozen pairings.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn accepts_and_rejects_exactly_what_aggregate_verify_does(
+            seeds in proptest::collection::vec(0u64..1_000, 1..=12),
+            tamper in tamper(),
+            fill in fill(),
+            which in any::<usize>(),
+            mask in any::<u64>(),
+        ) {
+            let (pairs, signature, expected) = block(&seeds, tamper, which);
+            let cache = PairingCache::new(64);
+            let mut cached = 0;
+            for (i, (pk, msg)) in pairs.iter().enumerate() {
+                let insert = match fill {
+                    Fill::Empty => false,
+                    Fill::Partly => mask >> (i % 64) & 1 == 1,
+                    Fill::Full => true,
+                };
+                if insert {
+                    cache.insert_verified(pk, msg);
+                    cached += 1;
+                }
+            }
+            let blst = signature.aggregate_verify(&pairs);
+            if let Some(expected) = expected {
+                prop_assert_eq!(blst, expected);
+            }
+            prop_assert_eq!(cache.aggregate_verify(&pairs, &signature), blst);
+            let stats = cache.stats();
+            prop_assert_eq!(stats.hits + stats.misses, pairs.len() as u64);
+            if cached == 0 {
+                prop_assert_eq!(stats.hits, 0);
+            }
+            if matches!(fill, Fill::Full) {
+                prop_assert_eq!(stats.misses, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_block_never_verifies() {
+        let cache = PairingCache::default();
+        let (pk, msg, signature) = payment(1, 0);
+        cache.insert_verified(&pk, &msg);
+        assert!(!cache.aggregate_verify::<Vec<u8>>(&[], &signature));
+        assert_eq!(cache.stats().hits + cache.stats().misses, 0);
+    }
+
+    #[test]
+    fn verify_and_cache_keeps_only_what_verifies() {
+        let cache = PairingCache::default();
+        let (pk, msg, signature) = payment(1, 0);
+        let (other_pk, other_msg, other_signature) = payment(2, 0);
+        assert!(!cache.verify_and_cache(&pk, &msg, &other_signature));
+        assert!(!cache.verify_and_cache(&pk, &other_msg, &signature));
+        assert_eq!(cache.stats().entries, 0);
+        assert!(cache.verify_and_cache(&pk, &msg, &signature));
+        assert!(cache.verify_and_cache(&other_pk, &other_msg, &other_signature));
+        assert!(cache.verify_and_cache(&pk, &msg, &signature), "verifying again is harmless");
+        assert_eq!(cache.stats().entries, 2);
+
+        let pairs = [(pk, msg), (other_pk, other_msg)];
+        assert!(cache.aggregate_verify(&pairs, &aggregate(&[signature, other_signature])));
+        assert_eq!(cache.stats(), CacheStats { hits: 2, misses: 0, entries: 2 });
+        assert_eq!(cache.stats().hit_ratio(), Some(1.0));
+    }
+
+    #[test]
+    fn the_size_stays_bounded_and_the_oldest_go_first() {
+        let cache = PairingCache::new(3);
+        let txs: Vec<_> = (0..5).map(|seed| payment(seed, 0)).collect();
+        for (pk, msg, _) in &txs {
+            cache.insert_verified(pk, msg);
+            assert!(cache.stats().entries <= 3);
+        }
+        assert_eq!(cache.stats().entries, 3);
+        for (i, (pk, msg, signature)) in txs.iter().enumerate() {
+            let before = cache.stats();
+            assert!(cache.aggregate_verify(&[(*pk, msg.as_slice())], signature));
+            let after = cache.stats();
+            assert_eq!(after.hits - before.hits, u64::from(i >= 2), "entry {i}");
+        }
+        assert_eq!(cache.stats().hit_ratio(), Some(3.0 / 5.0));
+
+        let nothing_kept = PairingCache::new(0);
+        nothing_kept.insert_verified(&txs[0].0, &txs[0].1);
+        assert_eq!(nothing_kept.stats().entries, 0);
+        assert!(nothing_kept.aggregate_verify(&[(txs[0].0, txs[0].1.as_slice())], &txs[0].2));
+    }
+
+    #[test]
+    fn a_block_larger_than_one_lookup_stride_is_checked_on_every_core() {
+        let txs: Vec<_> = (0..(LOOKUP_STRIDE as u64 + 40)).map(|n| payment(n % 17, n)).collect();
+        let pairs: Vec<(PublicKey, Vec<u8>)> = txs.iter().map(|(pk, msg, _)| (*pk, msg.clone())).collect();
+        let signature = aggregate(&txs.iter().map(|t| t.2).collect::<Vec<_>>());
+        let cache = PairingCache::default();
+        for (pk, msg) in pairs.iter().step_by(3) {
+            cache.insert_verified(pk, msg);
+        }
+        assert!(cache.aggregate_verify(&pairs, &signature));
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.hits, stats.misses),
+            (pairs.len().div_ceil(3) as u64, (pairs.len() - pairs.len().div_ceil(3)) as u64)
+        );
+        let mut without_last = pairs.clone();
+        without_last.pop();
+        assert!(!cache.aggregate_verify(&without_last, &signature));
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Vectors {
+        cases: Vec<Case>,
+        aggregate: Aggregate,
+    }
+    #[derive(serde::Deserialize)]
+    struct Case {
+        pk_hex: String,
+        msg_hex: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Aggregate {
+        of_cases: Vec<usize>,
+        sig_hex: String,
+        valid: bool,
+    }
+
+    #[test]
+    fn known_answer_aggregate_from_an_independent_implementation() {
+        let v: Vectors = serde_json::from_str(include_str!("../../tests/vectors/bls-aug.json")).unwrap();
+        let pairs: Vec<(PublicKey, Vec<u8>)> = v
+            .aggregate
+            .of_cases
+            .iter()
+            .map(|&i| {
+                let pk = PublicKeyBytes(hex::decode(&v.cases[i].pk_hex).unwrap().try_into().unwrap());
+                (PublicKey::from_bytes(&pk).unwrap(), hex::decode(&v.cases[i].msg_hex).unwrap())
+            })
+            .collect();
+        let sig = SignatureBytes(hex::decode(&v.aggregate.sig_hex).unwrap().try_into().unwrap());
+        let signature = Signature::from_bytes(&sig).unwrap();
+        for cached in 0..=pairs.len() {
+            let cache = PairingCache::default();
+            for (pk, msg) in &pairs[..cached] {
+                cache.insert_verified(pk, msg);
+            }
+            assert_eq!(cache.aggregate_verify(&pairs, &signature), v.aggregate.valid, "{cached} cached");
+        }
+    }
+
+    #[test]
+    fn the_negated_generator_is_minus_the_public_key_of_one() {
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let generator = blst_p1_affine::from(
+            min_pk::PublicKey::uncompress(&SecretKey::from_bytes(&one).unwrap().public_key().to_bytes().0).unwrap(),
+        );
+        assert_eq!(generator.x, negated_generator().x);
+        assert_ne!(generator.y, negated_generator().y);
+        // e(g1, H) · e(−g1, H) = 1.
+        let h = message_point(&payment(1, 0).0, b"m");
+        let product = blst_fp12::miller_loop(&h, &generator) * blst_fp12::miller_loop(&h, negated_generator());
+        assert!(is_one_after_final_exp(&product));
+    }
+}
