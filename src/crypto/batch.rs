@@ -10,11 +10,13 @@
 //! ```
 //!
 //! where `ML_j` is the Miller-loop product behind `F_j` and `FE` the final
-//! exponentiation. If any claim is false, the weights that make this hold
-//! are at most one in 2^63, so a forger cannot hide a bad signature among
-//! good ones. A batch that fails is halved and each half checked again with
-//! fresh weights, down to single claims checked exactly, so an honest
-//! transaction is never rejected for arriving with a bad one.
+//! exponentiation. GT has prime order, so whatever the other weights, at most
+//! one value of a false claim's weight makes this hold: a batch with a bad
+//! signature passes with probability at most 2^-63 (the weights are drawn
+//! after the signatures, 64 bits wide, zero excluded). A batch that fails is
+//! halved and each half checked again with fresh weights, down to single
+//! claims checked exactly, so an honest transaction is never rejected for
+//! arriving with a bad one.
 //!
 //! The weights go on the Miller-loop values, in one multi-exponentiation that
 //! shares its 64 squarings among the claims, not on the public keys as blst's
@@ -63,8 +65,9 @@ struct Claim {
 /// of failed batches. With a cache, the Miller-loop value of every valid
 /// message is kept for block validation.
 ///
-/// The verdicts are all false only if a worker thread failed, which would
-/// be a bug; nothing unverified is ever marked valid.
+/// Should a worker thread fail (a bug), every verdict is false: nothing
+/// unverified is ever marked valid. Blocks the calling thread for the whole
+/// check (from async code, call it on a blocking thread).
 pub fn verify_batch(items: &[SignedMessage], cache: Option<&PairingCache>) -> Vec<bool> {
     let mut verdicts = vec![false; items.len()];
     let batch_size = items.len().div_ceil(available_cores()).clamp(1, MAX_BATCH);
@@ -339,6 +342,11 @@ mod tests {
     fn check_marks_exactly_the_bad(count: usize, bad: &[usize]) {
         let items = payments(count, bad);
         let expected: Vec<bool> = (0..count).map(|i| !bad.contains(&i)).collect();
+        let alone = PairingCache::default();
+        for (i, (pk, msg, signature)) in items.iter().enumerate() {
+            assert_eq!(signature.verify(pk, msg), expected[i], "blst agrees on {i}");
+            assert_eq!(alone.verify_and_cache(pk, msg, signature), expected[i], "verify_and_cache agrees on {i}");
+        }
         assert_eq!(verify_batch(&items, None), expected, "no cache, bad at {bad:?}");
         let cache = PairingCache::default();
         assert_eq!(verify_batch(&items, Some(&cache)), expected, "with a cache, bad at {bad:?}");

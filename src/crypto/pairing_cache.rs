@@ -36,8 +36,8 @@ use sha2::{Digest, Sha256};
 use super::bls::{PublicKey, Signature, DST};
 
 /// Entries kept by default: twice the mempool's default transaction count.
-/// Each costs about 700 bytes (a 576-byte Fp12 value, its key, the map's and
-/// the queue's overhead), so about 70 MB when full.
+/// Each holds a 576-byte Fp12 value and a 32-byte key; with the map's spare
+/// buckets and the eviction queue, a full cache takes about 85 MB.
 pub const DEFAULT_CAPACITY: usize = 100_000;
 
 /// Pairs a worker takes at a time when looking values up: enough that small
@@ -141,6 +141,9 @@ impl PairingCache {
     /// Computes and keeps the Miller-loop value of a transaction whose
     /// signature was verified elsewhere (one hash to G2 and one Miller loop).
     pub fn insert_verified(&self, public_key: &PublicKey, msg: &[u8]) {
+        if self.capacity == 0 {
+            return;
+        }
         if let Some(point) = public_key_point(public_key) {
             let value = blst_fp12::miller_loop(&message_point(public_key, msg), &point);
             self.insert_values([(EntryKey::of(public_key, msg), value)]);
@@ -364,7 +367,8 @@ pub(super) fn miller_loop_products(jobs: &[MillerJob<'_>], groups: usize) -> Opt
 /// Runs `work` on up to one thread per core (the calling thread being one),
 /// each worker claiming `stride` consecutive items at a time until none is
 /// left and seeing them with their indices; returns what each worker
-/// returned, or `None` if one of them panicked.
+/// returned, or `None` if a helper thread panicked (a panic on the calling
+/// thread goes on unwinding).
 pub(super) fn on_workers<'a, T, R, W>(items: &'a [T], stride: usize, work: W) -> Option<Vec<R>>
 where
     T: Sync,

@@ -150,7 +150,7 @@ pub struct Node {
     gossip_batch_since: Option<tokio::time::Instant>,
 }
 
-/// Pairing-cache entries (576 bytes each: about 56 MiB).
+/// Pairing-cache entries (576-byte values; about 85 MB when full, with the map and eviction queue).
 pub const SIGNATURE_CACHE_ENTRIES: usize = 100_000;
 /// Gossiped transactions verified together at most.
 pub const BATCH_MAX: usize = 64;
