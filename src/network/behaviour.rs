@@ -101,6 +101,11 @@ impl Behaviour {
             .message_id_fn(message_id)
             .max_transmit_size(MAX_GOSSIP_BYTES)
             .duplicate_cache_time(Duration::from_secs(120))
+            // The default 16 KiB holds only ~480 message ids, while a peer may
+            // announce 5,000 in one IHAVE: a busy honest peer's stream would be
+            // cut. Announce fewer, and accept what a peer may send.
+            .max_control_messages_sent(400)
+            .max_control_message_size(256 * 1024)
             .build()
             .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
         let mut gossipsub =

@@ -99,6 +99,11 @@ pub enum NetworkEvent {
         peer: PeerId,
         error: String,
     },
+    /// A peer's sync request could not be read (malformed, over a cap).
+    SyncMalformedRequest {
+        peer: PeerId,
+        error: String,
+    },
     QueryRequest {
         peer: PeerId,
         request: QueryRequest,
@@ -452,6 +457,13 @@ impl EventLoop {
             },
             BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, error, .. }) => {
                 self.emit(NetworkEvent::SyncFailure { peer, error: error.to_string() }).await;
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure {
+                peer,
+                error: request_response::InboundFailure::Io(error),
+                ..
+            }) => {
+                self.emit(NetworkEvent::SyncMalformedRequest { peer, error: error.to_string() }).await;
             }
             BehaviourEvent::Query(request_response::Event::Message {
                 peer,

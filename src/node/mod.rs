@@ -161,6 +161,10 @@ pub const BATCH_WAIT: Duration = Duration::from_millis(5);
 pub const BAN_SCORE: i64 = 500;
 /// How long a ban lasts.
 pub const BAN_DURATION: Duration = Duration::from_secs(3_600);
+/// The penalty for a sync request to the peer we sync from that failed (a
+/// garbage answer, a timeout, a dropped stream): small, since an honest peer
+/// can be slow, but repeated failures add up.
+pub const PENALTY_FAILED_SYNC: u32 = 25;
 /// The penalty for a peer that claimed more work than it could show.
 pub const PENALTY_WORK_CLAIM: u32 = 100;
 
@@ -423,7 +427,17 @@ impl Node {
                 if self.sync.peer.is_some_and(|(p, _)| p == peer) {
                     self.sync.peer = None;
                     self.sync.queue.clear();
+                    // Its claim of more work is not to be trusted until it answers a
+                    // new status: otherwise we would pick it again at every tick.
+                    if let Some(state) = self.peers.get_mut(&peer) {
+                        state.status = None;
+                    }
+                    self.penalize(peer, PENALTY_FAILED_SYNC, "failed a sync request").await;
                 }
+            }
+            NetworkEvent::SyncMalformedRequest { peer, error } => {
+                let why = format!("sent a malformed sync request ({error})");
+                self.penalize(peer, crate::consensus::verdict::PENALTY_MALFORMED, &why).await;
             }
             NetworkEvent::QueryRequest { request, channel, .. } => self.serve_query(request, channel).await,
         }
