@@ -703,3 +703,16 @@ pub fn history_entries(history: &Value) -> Vec<Value> {
         })
         .collect()
 }
+
+// ---- reading a log line by line ---------------------------------------------
+
+impl TestNode {
+    /// The complete lines of the node's log (every run), colour codes removed.
+    /// A line still being written is left out, so `log_lines().len()` is a
+    /// stable mark: the lines after it are exactly those written since.
+    pub fn log_lines(&self) -> Vec<String> {
+        let bytes = std::fs::read(self.log_path()).unwrap_or_default();
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1);
+        String::from_utf8_lossy(&bytes[..complete]).lines().map(strip_ansi).collect()
+    }
+}
