@@ -114,14 +114,14 @@ pub enum NetworkEvent {
 /// The node's handle on the network.
 #[derive(Clone)]
 pub struct Client {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::UnboundedSender<Command>,
     pub peer_id: PeerId,
 }
 
 impl Client {
     /// Sends a command; `false` when the event loop has stopped.
     pub async fn send(&self, command: Command) -> bool {
-        self.commands.send(command).await.is_ok()
+        self.commands.send(command).is_ok()
     }
 }
 
@@ -162,7 +162,7 @@ pub struct NetworkConfig {
 
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
     tx_topic: IdentTopic,
     block_topic: IdentTopic,
@@ -241,7 +241,11 @@ pub fn new(
             .subscribe(topic)
             .map_err(|e| NetworkError::Transport(format!("cannot subscribe: {e}")))?;
     }
-    let (command_tx, command_rx) = mpsc::channel(1024);
+    // Commands are unbounded and events bounded: the event loop may wait for
+    // the node (backpressure on the swarm), but the node never waits for the
+    // event loop, so the two can never wait on each other. The node sends
+    // commands in proportion to the events it handles.
+    let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::channel(1024);
     let event_loop = EventLoop {
         swarm,
