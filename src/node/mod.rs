@@ -773,6 +773,12 @@ impl Node {
             }
             SyncResponse::Blocks(blocks) if is_sync_peer => {
                 let count = blocks.len();
+                // Ask for the next batch first, so it travels while this one is
+                // validated and written (if this one is bad, the answer is ignored).
+                let prefetched = !blocks.is_empty() && !self.sync.queue.is_empty();
+                if prefetched {
+                    self.request_next_blocks(peer).await;
+                }
                 // All the batch's aggregate signatures in one weighted multi-pairing.
                 let (blocks, bad) = verify_sync_signatures(blocks);
                 if let Some((hash, e)) = &bad {
@@ -799,7 +805,9 @@ impl Node {
                     Err(ChainError::Store(e)) => return self.fail(format!("database write failed: {e}")),
                 }
                 self.log_sync_progress(count);
-                self.request_next_blocks(peer).await;
+                if !prefetched {
+                    self.request_next_blocks(peer).await;
+                }
             }
             SyncResponse::MempoolIds(ids) => {
                 let missing: Vec<Txid> =
