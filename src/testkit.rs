@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::chain::{BlockAccepted, Chain, ChainError, ChainStore, NextBlock, NoSignatures};
 use crate::consensus::Params;
-use crate::crypto::SecretKey;
+use crate::crypto::{PublicKey, SecretKey, Signature};
 use crate::miner::{assemble_block, mine, MineOutcome};
 use crate::types::{
     Address, Amount, Block, BlockHash, ChainId, Network, PublicKeyBytes, SignedTransaction, Transaction,
@@ -41,6 +41,16 @@ impl TestKey {
         };
         SignedTransaction { tx, signature: self.secret.sign(&tx.signing_message()).to_bytes() }
     }
+}
+
+/// A payment from key `seed` as what a signature check takes: the sender's
+/// validated public key, the signing message and the signature.
+pub fn signed_claim(seed: u64, nonce: u64) -> (PublicKey, Vec<u8>, Signature) {
+    let key = TestKey::new(seed);
+    let stx = key.pay(ChainId(7), Address([0x42; 20]), 1_000 + nonce, 10, nonce);
+    let public_key = PublicKey::from_bytes(&key.public).expect("a generated key is valid");
+    let signature = Signature::from_bytes(&stx.signature).expect("a fresh signature is valid");
+    (public_key, stx.tx.signing_message().to_vec(), signature)
 }
 
 pub fn regtest() -> &'static Params {

@@ -411,16 +411,9 @@ mod tests {
 
     use super::*;
     use crate::crypto::SecretKey;
-    use crate::testkit::TestKey;
-    use crate::types::{Address, ChainId, PublicKeyBytes, SignatureBytes};
-
-    /// A payment from key `seed`: (public key, signing message, signature).
-    fn payment(seed: u64, nonce: u64) -> (PublicKey, Vec<u8>, Signature) {
-        let key = TestKey::new(seed);
-        let stx = key.pay(ChainId(7), Address([0x42; 20]), 1_000 + nonce, 10, nonce);
-        let public_key = PublicKey::from_bytes(&key.public).unwrap();
-        (public_key, stx.tx.signing_message().to_vec(), Signature::from_bytes(&stx.signature).unwrap())
-    }
+    // A payment from key `seed`: (public key, signing message, signature).
+    use crate::testkit::signed_claim as payment;
+    use crate::types::{PublicKeyBytes, SignatureBytes};
 
     fn aggregate(signatures: &[Signature]) -> Signature {
         Signature::aggregate(signatures).unwrap()
