@@ -136,21 +136,14 @@ pub fn aggregate_signature_claim(
     };
     let signature =
         Signature::from_bytes(bytes).map_err(|e| ValidationError::MalformedAggregateSignature(e.to_string()))?;
-    // Validating a key (decompression and subgroup check) costs about as much
-    // as a Miller loop: do it once per distinct sender, not once per payment.
-    let mut keys: std::collections::HashMap<crate::types::PublicKeyBytes, PublicKey> = std::collections::HashMap::new();
-    let mut pairs = Vec::with_capacity(block.body.transactions.len());
-    for tx in &block.body.transactions {
-        let key = match keys.get(&tx.sender) {
-            Some(key) => *key,
-            None => {
-                let key = sender_public_key(tx)?;
-                keys.insert(tx.sender, key);
-                key
-            }
-        };
-        pairs.push((key, tx.signing_message().to_vec()));
-    }
+    // Keys are validated once and remembered (`PublicKey::from_bytes`): a
+    // sender with many payments costs one validation.
+    let pairs = block
+        .body
+        .transactions
+        .iter()
+        .map(|tx| Ok((sender_public_key(tx)?, tx.signing_message().to_vec())))
+        .collect::<Result<Vec<_>, ValidationError>>()?;
     Ok(Some((pairs, signature)))
 }
 

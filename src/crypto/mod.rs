@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod bls;
+mod fifo;
 pub mod pairing_cache;
 pub mod pow;
 

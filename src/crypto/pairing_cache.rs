@@ -23,17 +23,17 @@
 //! The module also holds the pairing arithmetic that batch verification
 //! (`super::batch`) shares with the cache.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::OnceLock;
 use std::thread;
 
-use blst::{blst_fp12, blst_p1, blst_p1_affine, blst_p2, blst_p2_affine, min_pk, Pairing, BLST_ERROR};
+use blst::{blst_fp12, blst_p1, blst_p1_affine, blst_p2, blst_p2_affine, Pairing, BLST_ERROR};
 use sha2::{Digest, Sha256};
 
 use super::bls::{PublicKey, Signature, DST};
+use super::fifo::FifoMap;
 
 /// Entries kept by default: twice the mempool's default transaction count.
 /// Each holds a 576-byte Fp12 value and a 32-byte key; with the map's spare
@@ -82,13 +82,6 @@ impl EntryKey {
     }
 }
 
-/// The values and their insertion order; both always hold the same keys.
-#[derive(Default)]
-struct Entries {
-    values: HashMap<EntryKey, blst_fp12>,
-    oldest_first: VecDeque<EntryKey>,
-}
-
 /// Miller-loop values `ML(pk, H(pk ‖ msg))` of admitted transactions, bounded
 /// in count, oldest evicted first.
 ///
@@ -97,8 +90,7 @@ struct Entries {
 /// admission order is what matters anyway: with the capacity above the
 /// mempool's bound, every pending transaction keeps its value.
 pub struct PairingCache {
-    entries: RwLock<Entries>,
-    capacity: usize,
+    entries: FifoMap<EntryKey, blst_fp12>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -111,55 +103,44 @@ impl Default for PairingCache {
 
 impl fmt::Debug for PairingCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PairingCache").field("capacity", &self.capacity).field("stats", &self.stats()).finish()
+        f.debug_struct("PairingCache").field("capacity", &self.capacity()).field("stats", &self.stats()).finish()
     }
 }
 
 impl PairingCache {
     /// An empty cache that keeps at most `capacity` values.
     pub fn new(capacity: usize) -> PairingCache {
-        PairingCache {
-            entries: RwLock::new(Entries::default()),
-            capacity,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
+        PairingCache { entries: FifoMap::new(capacity), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.entries.capacity()
     }
 
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
-            entries: self.read().values.len(),
+            entries: self.entries.len(),
         }
     }
 
     /// Computes and keeps the Miller-loop value of a transaction whose
     /// signature was verified elsewhere (one hash to G2 and one Miller loop).
     pub fn insert_verified(&self, public_key: &PublicKey, msg: &[u8]) {
-        if self.capacity == 0 {
+        if self.capacity() == 0 {
             return;
         }
-        if let Some(point) = public_key_point(public_key) {
-            let value = blst_fp12::miller_loop(&message_point(public_key, msg), &point);
-            self.insert_values([(EntryKey::of(public_key, msg), value)]);
-        }
+        let value = blst_fp12::miller_loop(&message_point(public_key, msg), &public_key_point(public_key));
+        self.insert_values([(EntryKey::of(public_key, msg), value)]);
     }
 
     /// Verifies one signature exactly as `Signature::verify` does and, when
     /// it holds, keeps the Miller loop the check computed: admission costs a
     /// single pairing check, not a check and then a cache fill.
     pub fn verify_and_cache(&self, public_key: &PublicKey, msg: &[u8], signature: &Signature) -> bool {
-        let (Some(key_point), Some(signature_point)) = (public_key_point(public_key), signature_point(signature))
-        else {
-            return false;
-        };
-        let value = blst_fp12::miller_loop(&message_point(public_key, msg), &key_point);
-        if !is_one_after_final_exp(&(value * signature_miller_loop(&signature_point))) {
+        let value = blst_fp12::miller_loop(&message_point(public_key, msg), &public_key_point(public_key));
+        if !is_one_after_final_exp(&(value * signature_miller_loop(&signature_point(signature)))) {
             return false;
         }
         self.insert_values([(EntryKey::of(public_key, msg), value)]);
@@ -176,20 +157,18 @@ impl PairingCache {
         if pairs.is_empty() {
             return false;
         }
-        let Some(signature_point) = signature_point(signature) else {
-            return false;
-        };
         let looked_up = on_workers(pairs, LOOKUP_STRIDE, |claimed| {
-            let entries = self.read();
-            let mut product = blst_fp12::default();
-            let mut missed = Vec::new();
-            for (_, (public_key, msg)) in claimed {
-                match entries.values.get(&EntryKey::of(public_key, msg.as_ref())) {
-                    Some(value) => product *= *value,
-                    None => missed.push(MillerJob { public_key, msg: msg.as_ref(), group: 0 }),
+            self.entries.with_values(|cached| {
+                let mut product = blst_fp12::default();
+                let mut missed = Vec::new();
+                for (_, (public_key, msg)) in claimed {
+                    match cached(&EntryKey::of(public_key, msg.as_ref())) {
+                        Some(value) => product *= value,
+                        None => missed.push(MillerJob { public_key, msg: msg.as_ref(), group: 0 }),
+                    }
                 }
-            }
-            (product, missed)
+                (product, missed)
+            })
         });
         let Some(looked_up) = looked_up else {
             return false;
@@ -211,7 +190,7 @@ impl PairingCache {
                 product *= value;
             }
         }
-        product *= signature_miller_loop(&signature_point);
+        product *= signature_miller_loop(&signature_point(signature));
         is_one_after_final_exp(&product)
     }
 
@@ -224,51 +203,20 @@ impl PairingCache {
     }
 
     fn insert_values(&self, values: impl IntoIterator<Item = (EntryKey, blst_fp12)>) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut entries = self.write();
-        for (key, value) in values {
-            if entries.values.contains_key(&key) {
-                continue;
-            }
-            while entries.values.len() >= self.capacity {
-                let Some(oldest) = entries.oldest_first.pop_front() else { break };
-                entries.values.remove(&oldest);
-            }
-            entries.values.insert(key, value);
-            entries.oldest_first.push_back(key);
-        }
-    }
-
-    // No update leaves the entries half-changed, so a panic elsewhere while
-    // the lock was held does not make them unusable.
-    fn read(&self) -> RwLockReadGuard<'_, Entries> {
-        self.entries.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, Entries> {
-        self.entries.write().unwrap_or_else(PoisonError::into_inner)
+        self.entries.insert_all(values);
     }
 }
 
 // The pairing arithmetic shared with batch verification.
-//
-// `PublicKey` and `Signature` keep their blst points private to `bls.rs`, so
-// the points are decompressed here from the canonical bytes. They were
-// validated (on the curve, in the subgroup, not the identity) when the values
-// were built, so only the decompression is repeated, not the checks.
 
-/// The affine point of a validated public key; `None` never happens for a
-/// key built by `PublicKey::from_bytes` or `SecretKey::public_key`.
-pub(super) fn public_key_point(public_key: &PublicKey) -> Option<blst_p1_affine> {
-    min_pk::PublicKey::uncompress(&public_key.to_bytes().0).ok().map(blst_p1_affine::from)
+/// The affine point of a validated public key.
+pub(super) fn public_key_point(public_key: &PublicKey) -> blst_p1_affine {
+    public_key.point()
 }
 
-/// The affine point of a group-checked signature; `None` never happens for a
-/// signature built by `Signature::from_bytes`, `sign` or `aggregate`.
-pub(super) fn signature_point(signature: &Signature) -> Option<blst_p2_affine> {
-    min_pk::Signature::uncompress(&signature.to_bytes().0).ok().map(blst_p2_affine::from)
+/// The affine point of a group-checked signature.
+pub(super) fn signature_point(signature: &Signature) -> blst_p2_affine {
+    signature.point()
 }
 
 /// `H(pk ‖ msg)`: the augmented message hashed to G2 under the ciphersuite's DST.
@@ -344,7 +292,7 @@ pub(super) fn miller_loop_products(jobs: &[MillerJob<'_>], groups: usize) -> Opt
                 }
                 open_group = Some(job.group);
             }
-            let point = public_key_point(job.public_key)?;
+            let point = public_key_point(job.public_key);
             // Hashes `pk ‖ msg` (the key goes in as blst's augmentation) and
             // queues the pair; no signature is attached here.
             let added = pairing.aggregate(&point, false, &(), false, job.msg, &job.public_key.to_bytes().0);
@@ -656,9 +604,7 @@ mod tests {
     fn the_negated_generator_is_minus_the_public_key_of_one() {
         let mut one = [0u8; 32];
         one[31] = 1;
-        let generator = blst_p1_affine::from(
-            min_pk::PublicKey::uncompress(&SecretKey::from_bytes(&one).unwrap().public_key().to_bytes().0).unwrap(),
-        );
+        let generator = public_key_point(&SecretKey::from_bytes(&one).unwrap().public_key());
         assert_eq!(generator.x, negated_generator().x);
         assert_ne!(generator.y, negated_generator().y);
         // e(g1, H) · e(−g1, H) = 1.
