@@ -31,6 +31,8 @@ use std::ptr;
 
 use blst::{blst_fp12, blst_p2, blst_p2_affine, limb_t};
 
+mod merged;
+
 use super::bls::{PublicKey, Signature};
 use super::pairing_cache::{
     available_cores, is_one_after_final_exp, message_point, miller_loop_products, on_workers, public_key_point,
@@ -113,7 +115,13 @@ fn valid_in_batch(batch: &[SignedMessage], cache: Option<&PairingCache>) -> Vec<
 /// signing message) pairs) in one weighted multi-pairing, as sync receives
 /// them. `Err` holds the index of the first block whose signature
 /// `Signature::aggregate_verify` would reject; the blocks before it verify.
+///
+/// First one check with each sender's messages merged (`merged`); only when
+/// it fails, a Miller-loop product per block and bisection find the bad one.
 pub fn verify_blocks_batch(blocks: &[AggregateSignedMessages]) -> Result<(), usize> {
+    if merged::all_hold(blocks) {
+        return Ok(());
+    }
     // A block without pairs never verifies, as in `aggregate_verify`; only the
     // blocks before the first such one need pairings.
     let first_empty = blocks.iter().position(|(pairs, _)| pairs.is_empty());
@@ -180,10 +188,12 @@ fn holds(claims: &[Claim]) -> bool {
             let Some(weights) = random_weights(claims.len()) else {
                 return false;
             };
-            let Some(signatures) = weighted_signature_sum(claims, &weights) else {
+            let signatures: Vec<blst_p2_affine> = claims.iter().map(|claim| claim.signature).collect();
+            let Some(signature_sum) = multi_scalar_mult(&signatures, &weights) else {
                 return false;
             };
-            is_one_after_final_exp(&(weighted_product(claims, &weights) * signature_miller_loop(&signatures)))
+            let values = claims.iter().map(|claim| &claim.miller).zip(weights.iter().copied());
+            is_one_after_final_exp(&(weighted_product(values) * signature_miller_loop(&signature_sum)))
         }
     }
 }
@@ -206,12 +216,13 @@ fn random_weights(count: usize) -> Option<Vec<u64>> {
 /// for its odd powers up to 15 plus one per window of its weight (about 13):
 /// some 21 in Fp12 (40 µs), where square-and-multiply would take 32 and a
 /// Miller loop costs 240 µs.
-fn weighted_product(claims: &[Claim], weights: &[u64]) -> blst_fp12 {
-    let powers: Vec<Vec<blst_fp12>> = claims.iter().map(|claim| odd_powers(&claim.miller)).collect();
+fn weighted_product<'a>(values: impl ExactSizeIterator<Item = (&'a blst_fp12, u64)>) -> blst_fp12 {
+    let (values, weights): (Vec<&blst_fp12>, Vec<u64>) = values.unzip();
+    let powers: Vec<Vec<blst_fp12>> = values.into_iter().map(odd_powers).collect();
     // Every multiplication due, with the bit position it is due at.
-    let mut due: Vec<(usize, &blst_fp12)> = Vec::with_capacity(claims.len() * 14);
+    let mut due: Vec<(usize, &blst_fp12)> = Vec::with_capacity(powers.len() * 14);
     for (powers, weight) in powers.iter().zip(weights) {
-        for (position, digit) in sliding_windows(*weight) {
+        for (position, digit) in sliding_windows(weight) {
             if let Some(power) = powers.get(digit / 2) {
                 due.push((position, power));
             }
@@ -270,13 +281,13 @@ fn sliding_windows(weight: u64) -> Vec<(usize, usize)> {
     windows
 }
 
-/// `Σ r_j σ_j` by blst's multi-scalar multiplication on this thread (its
-/// `MultiPoint` would hand the work to blst's pool from inside ours).
-fn weighted_signature_sum(claims: &[Claim], weights: &[u64]) -> Option<blst_p2_affine> {
-    if claims.is_empty() || claims.len() != weights.len() {
+/// `Σ r_j P_j` (the weighted sum of signatures, say) by blst's multi-scalar
+/// multiplication on this thread (its `MultiPoint` would hand the work to
+/// blst's pool from inside ours).
+fn multi_scalar_mult(points: &[blst_p2_affine], weights: &[u64]) -> Option<blst_p2_affine> {
+    if points.is_empty() || points.len() != weights.len() {
         return None;
     }
-    let points: Vec<blst_p2_affine> = claims.iter().map(|claim| claim.signature).collect();
     let scalars: Vec<u8> = weights.iter().flat_map(|weight| weight.to_le_bytes()).collect();
     // SAFETY: a pure function of the count.
     let scratch_bytes = unsafe { blst::blst_p2s_mult_pippenger_scratch_sizeof(points.len()) };
@@ -451,7 +462,8 @@ mod tests {
             }
             expected *= power;
         }
-        assert!(weighted_product(&claims, &weights) == expected);
+        let values = claims.iter().map(|claim| &claim.miller).zip(weights.iter().copied());
+        assert!(weighted_product(values) == expected);
     }
 
     #[test]

@@ -221,12 +221,20 @@ pub(super) fn signature_point(signature: &Signature) -> blst_p2_affine {
 
 /// `H(pk ‖ msg)`: the augmented message hashed to G2 under the ciphersuite's DST.
 pub(super) fn message_point(public_key: &PublicKey, msg: &[u8]) -> blst_p2_affine {
+    let point = message_point_projective(public_key, msg);
+    let mut affine = blst_p2_affine::default();
+    // SAFETY: blst reads the local point and writes the local affine one.
+    unsafe { blst::blst_p2_to_affine(&mut affine, &point) };
+    affine
+}
+
+/// The same point in projective coordinates, ready to be added to others.
+pub(super) fn message_point_projective(public_key: &PublicKey, msg: &[u8]) -> blst_p2 {
     let augmentation = public_key.to_bytes().0;
     let mut point = blst_p2::default();
-    let mut affine = blst_p2_affine::default();
     // SAFETY: each pointer comes from a live slice passed with its own length
     // or from a local blst value; blst only reads the inputs and writes the
-    // outputs, which are fully initialised values of the types it expects.
+    // output, a fully initialised value of the type it expects.
     unsafe {
         blst::blst_hash_to_g2(
             &mut point,
@@ -237,9 +245,8 @@ pub(super) fn message_point(public_key: &PublicKey, msg: &[u8]) -> blst_p2_affin
             augmentation.as_ptr(),
             augmentation.len(),
         );
-        blst::blst_p2_to_affine(&mut affine, &point);
     }
-    affine
+    point
 }
 
 /// `ML(−g1, σ)`: the signature's side of the pairing equation.
