@@ -87,6 +87,16 @@ fn verify_sync_signatures(blocks: Vec<Block>) -> (Vec<Block>, Option<(BlockHash,
     }
 }
 
+/// The oldest batch's check, once done (cancel-safe: the handle stays queued).
+async fn next_checked(
+    verifying: &mut VecDeque<tokio::task::JoinHandle<CheckedBatch>>,
+) -> Result<CheckedBatch, tokio::task::JoinError> {
+    match verifying.front_mut() {
+        Some(check) => check.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The store's kept signatures, for payments returning to the mempool after a reorg.
 struct StoreSignatures<'a>(&'a SledStore);
 
@@ -114,6 +124,35 @@ struct SyncState {
     target_height: u64,
     started: Option<(Instant, u64)>,
     last_log: Option<Instant>,
+    /// Whether a request for blocks is on its way to the peer.
+    requested: bool,
+    /// Downloaded batches whose signatures are being checked on blocking
+    /// threads, oldest first; each is connected once checked, in order.
+    verifying: VecDeque<tokio::task::JoinHandle<CheckedBatch>>,
+}
+
+/// Batches of blocks checked or being checked at once: the next batch's
+/// pairings run while the previous one is connected and written.
+const SYNC_BATCHES_IN_FLIGHT: usize = 2;
+
+impl SyncState {
+    /// Stops downloading from the current peer, dropping what it sent that
+    /// is not connected yet.
+    fn abandon(&mut self) {
+        self.peer = None;
+        self.queue.clear();
+        self.requested = false;
+        self.verifying.clear();
+    }
+}
+
+/// A sync batch after its signature check: the blocks up to the first one
+/// with a bad signature, and that block's hash and error.
+#[derive(Debug)]
+struct CheckedBatch {
+    peer: PeerId,
+    blocks: Vec<Block>,
+    bad: Option<(BlockHash, ValidationError)>,
 }
 
 /// Paths in the data directory.
@@ -282,6 +321,13 @@ impl Node {
                     None => break,
                 },
                 Some(block) = self.found.recv() => self.handle_mined_block(block).await,
+                checked = next_checked(&mut self.sync.verifying), if !self.sync.verifying.is_empty() => {
+                    self.sync.verifying.pop_front();
+                    match checked {
+                        Ok(batch) => self.connect_checked_batch(batch).await,
+                        Err(e) => self.fail(format!("a signature check failed to run: {e}")),
+                    }
+                }
                 _ = tick.tick() => self.on_tick().await,
                 _ = tokio::time::sleep_until(self.gossip_batch_since.unwrap_or_else(tokio::time::Instant::now) + BATCH_WAIT),
                     if self.gossip_batch_since.is_some() => self.verify_gossip_batch().await,
@@ -344,8 +390,7 @@ impl Node {
         if let Some((peer, last)) = self.sync.peer {
             if last.elapsed() > Duration::from_secs(30) {
                 tracing::warn!(%peer, "sync peer stalled; trying another");
-                self.sync.peer = None;
-                self.sync.queue.clear();
+                self.sync.abandon();
             }
         }
         self.maybe_start_sync().await;
@@ -402,8 +447,7 @@ impl Node {
                 tracing::info!(%peer, "peer disconnected");
                 self.peers.remove(&peer);
                 if self.sync.peer.is_some_and(|(p, _)| p == peer) {
-                    self.sync.peer = None;
-                    self.sync.queue.clear();
+                    self.sync.abandon();
                 }
             }
             NetworkEvent::PeerAddresses { peer, addrs } => {
@@ -425,8 +469,7 @@ impl Node {
             NetworkEvent::SyncFailure { peer, error } => {
                 tracing::debug!(%peer, "sync request failed: {error}");
                 if self.sync.peer.is_some_and(|(p, _)| p == peer) {
-                    self.sync.peer = None;
-                    self.sync.queue.clear();
+                    self.sync.abandon();
                     // Its claim of more work is not to be trusted until it answers a
                     // new status: otherwise we would pick it again at every tick.
                     if let Some(state) = self.peers.get_mut(&peer) {
@@ -466,8 +509,7 @@ impl Node {
             self.scores.remove(&peer);
             self.peers.remove(&peer);
             if self.sync.peer.is_some_and(|(p, _)| p == peer) {
-                self.sync.peer = None;
-                self.sync.queue.clear();
+                self.sync.abandon();
             }
             self.command(Command::Ban { peer, duration: BAN_DURATION }).await;
         }
@@ -727,14 +769,21 @@ impl Node {
         self.command(Command::SendSync { peer, request: SyncRequest::Headers { locator, max: MAX_HEADERS } }).await;
     }
 
+    /// Asks the sync peer for the next blocks when fewer than
+    /// `SYNC_BATCHES_IN_FLIGHT` batches are downloading or being checked; for
+    /// headers again once everything asked for is connected (the peer may
+    /// have more past what it sent).
     async fn request_next_blocks(&mut self, peer: PeerId) {
+        if self.sync.requested || self.sync.verifying.len() >= SYNC_BATCHES_IN_FLIGHT {
+            return;
+        }
         let batch: Vec<BlockHash> =
             std::iter::from_fn(|| self.sync.queue.pop_front()).take(MAX_BLOCKS_PER_REQUEST).collect();
-        if batch.is_empty() {
-            // Ask again: the peer may have more past what it sent.
-            self.start_sync_from(peer).await;
-        } else {
+        if !batch.is_empty() {
+            self.sync.requested = true;
             self.command(Command::SendSync { peer, request: SyncRequest::Blocks(batch) }).await;
+        } else if self.sync.verifying.is_empty() {
+            self.start_sync_from(peer).await;
         }
     }
 
@@ -772,42 +821,16 @@ impl Node {
                 }
             }
             SyncResponse::Blocks(blocks) if is_sync_peer => {
-                let count = blocks.len();
-                // Ask for the next batch first, so it travels while this one is
-                // validated and written (if this one is bad, the answer is ignored).
-                let prefetched = !blocks.is_empty() && !self.sync.queue.is_empty();
-                if prefetched {
-                    self.request_next_blocks(peer).await;
-                }
-                // All the batch's aggregate signatures in one weighted multi-pairing.
-                let (blocks, bad) = verify_sync_signatures(blocks);
-                if let Some((hash, e)) = &bad {
-                    tracing::warn!(%peer, %hash, "sync peer served a block with a bad signature: {e}");
-                }
-                let accepted = self.accept_blocks_with(blocks, SignatureCheck::AlreadyVerified);
-                let accepted = match (accepted, bad) {
-                    (Ok(()), Some((_, e))) => Err(ChainError::Invalid(e)),
-                    (other, _) => other,
-                };
-                match accepted {
-                    Ok(()) => {}
-                    Err(ChainError::Invalid(ValidationError::DuplicateBlock)) => {}
-                    Err(ChainError::Invalid(e)) => {
-                        tracing::warn!(%peer, "sync peer served an invalid block: {e}");
-                        self.sync.peer = None;
-                        self.sync.queue.clear();
-                        if let Verdict::Reject { penalty } = verdict(&e) {
-                            // Serving an invalid chain is worse than relaying one bad message.
-                            self.penalize(peer, penalty.saturating_mul(5), "served an invalid block in sync").await;
-                        }
-                        return;
-                    }
-                    Err(ChainError::Store(e)) => return self.fail(format!("database write failed: {e}")),
-                }
-                self.log_sync_progress(count);
-                if !prefetched {
-                    self.request_next_blocks(peer).await;
-                }
+                self.sync.requested = false;
+                // All the batch's aggregate signatures in one weighted
+                // multi-pairing, on blocking threads; the next batch is asked
+                // for meanwhile, and the batch is connected once checked.
+                let check = tokio::task::spawn_blocking(move || {
+                    let (blocks, bad) = verify_sync_signatures(blocks);
+                    CheckedBatch { peer, blocks, bad }
+                });
+                self.sync.verifying.push_back(check);
+                self.request_next_blocks(peer).await;
             }
             SyncResponse::MempoolIds(ids) => {
                 let missing: Vec<Txid> =
@@ -840,6 +863,41 @@ impl Node {
         }
     }
 
+    /// Connects a sync batch whose signatures were checked, then asks for more.
+    async fn connect_checked_batch(&mut self, batch: CheckedBatch) {
+        let CheckedBatch { peer, blocks, bad } = batch;
+        let count = blocks.len();
+        if let Some((hash, e)) = &bad {
+            tracing::warn!(%peer, %hash, "sync peer served a block with a bad signature: {e}");
+        }
+        let accepted = self.accept_blocks_with(blocks, SignatureCheck::AlreadyVerified);
+        let accepted = match (accepted, bad) {
+            (Ok(()), Some((_, e))) => Err(ChainError::Invalid(e)),
+            (other, _) => other,
+        };
+        match accepted {
+            Ok(()) => {}
+            Err(ChainError::Invalid(ValidationError::DuplicateBlock)) => {}
+            Err(ChainError::Invalid(e)) => {
+                tracing::warn!(%peer, "sync peer served an invalid block: {e}");
+                if self.sync.peer.is_some_and(|(p, _)| p == peer) {
+                    // What it sent after the bad block is dropped with it.
+                    self.sync.abandon();
+                }
+                if let Verdict::Reject { penalty } = verdict(&e) {
+                    // Serving an invalid chain is worse than relaying one bad message.
+                    self.penalize(peer, penalty.saturating_mul(5), "served an invalid block in sync").await;
+                }
+                return;
+            }
+            Err(ChainError::Store(e)) => return self.fail(format!("database write failed: {e}")),
+        }
+        self.log_sync_progress(count);
+        if self.sync.peer.is_some_and(|(p, _)| p == peer) {
+            self.request_next_blocks(peer).await;
+        }
+    }
+
     fn finish_sync(&mut self) {
         if let Some((started, from)) = self.sync.started.take() {
             let blocks = self.chain.height().saturating_sub(from);
@@ -853,8 +911,7 @@ impl Node {
                 );
             }
         }
-        self.sync.peer = None;
-        self.sync.queue.clear();
+        self.sync.abandon();
     }
 
     fn log_sync_progress(&mut self, _received: usize) {
