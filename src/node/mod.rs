@@ -131,9 +131,10 @@ struct SyncState {
     verifying: VecDeque<tokio::task::JoinHandle<CheckedBatch>>,
 }
 
-/// Batches of blocks checked or being checked at once: the next batch's
-/// pairings run while the previous one is connected and written.
-const SYNC_BATCHES_IN_FLIGHT: usize = 2;
+/// Sync batches being checked at most, with one more downloading: the next
+/// batches' pairings run while the previous one is connected and written
+/// (at most 8 MiB each).
+const SYNC_BATCHES_IN_FLIGHT: usize = 3;
 
 impl SyncState {
     /// Stops downloading from the current peer, dropping what it sent that
@@ -867,6 +868,10 @@ impl Node {
     async fn connect_checked_batch(&mut self, batch: CheckedBatch) {
         let CheckedBatch { peer, blocks, bad } = batch;
         let count = blocks.len();
+        // The pipeline has room again: keep the cores busy while this one is written.
+        if self.sync.peer.is_some_and(|(p, _)| p == peer) && !self.sync.queue.is_empty() {
+            self.request_next_blocks(peer).await;
+        }
         if let Some((hash, e)) = &bad {
             tracing::warn!(%peer, %hash, "sync peer served a block with a bad signature: {e}");
         }
