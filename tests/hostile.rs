@@ -924,6 +924,44 @@ impl<'a> Campaign<'a> {
         self.report.push(format!("{what:<76} {:<4} penalised, score {}", self.name(), penalty.score));
         self.after_penalty();
     }
+
+    /// Sync: a fresh identity serves a valid block, then a block with a
+    /// payment whose aggregate signature is another payment's: the batch's
+    /// signature check fails, finds that block, and the peer is banned.
+    fn serves_a_bad_aggregate_signature_in_sync(&mut self) {
+        if let Some(x) = self.peer.take() {
+            self.released += 1;
+            self.report.push(format!("({} leaves without a ban, to show one offence below is enough)", x.name));
+        }
+        let n_id = self.n_id;
+        self.peer();
+        let mut fork = self.mirror.clone();
+        let good = block_on_tip(&fork, HOSTILE, &[]);
+        fork.accept_block(good.clone(), unix_now() + 60, &NoSignatures).expect("a valid block on the fork");
+        let paid = self.funded.pay(regtest().chain_id, HOSTILE, Amount(COIN), Amount(1_000), 900);
+        let other = self.funded.pay(regtest().chain_id, HOSTILE, Amount(COIN), Amount(1_000), 901);
+        let bad = with_aggregate(block_on_tip(&fork, HOSTILE, &[paid]), &[other]);
+        let headers = vec![good.header, bad.header];
+        let blocks: HashMap<BlockHash, Block> = [good, bad.clone()].into_iter().map(|b| (b.hash(), b)).collect();
+        let x = self.peer.as_mut().expect("a hostile peer");
+        x.set_answers(Answers { status: boastful_status(), headers, blocks });
+        let x_id = x.id();
+        let what = "serves a block whose aggregate signature does not verify";
+        let mark = self.n.log_lines().len();
+        let answer = x.request(n_id, SyncRequest::Status(boastful_status()));
+        assert!(matches!(answer, Ok(SyncResponse::Status(_))), "N answers a status request: {answer:?}");
+        self.expected_penalties += 1;
+        let needles = [
+            "sync peer served an invalid block: aggregate signature does not verify".to_string(),
+            format!("peer={x_id}"),
+        ];
+        let penalty = self.expect_penalty(what, mark, Some(&needles), "served an invalid block in sync");
+        assert!(penalty.score <= -BAN_SCORE, "one bad signature served in sync is enough for a ban: {penalty:?}");
+        let hash = bad.hash().to_string();
+        assert!(self.n.try_json(&["block", &hash]).is_err(), "N stored the block {hash} with a bad signature");
+        self.report.push(format!("{what:<76} {:<4} penalised, score {}", self.name(), penalty.score));
+        self.after_penalty();
+    }
 }
 
 // ---- byte-level abuse of the sync protocol, from a raw peer --------------------
@@ -1228,6 +1266,7 @@ fn hostile_peer_is_rejected_penalised_and_banned_while_an_honest_peer_is_served(
     }
     campaign.claims_more_work_than_it_serves();
     campaign.serves_invalid_bodies_in_sync();
+    campaign.serves_a_bad_aggregate_signature_in_sync();
     let raw_report = raw_sync_abuse(&n);
 
     // N's chain is its own: every block on it paid W, N's miner, nothing paid

@@ -326,7 +326,11 @@ impl Node {
                     self.sync.verifying.pop_front();
                     match checked {
                         Ok(batch) => self.connect_checked_batch(batch).await,
-                        Err(e) => self.fail(format!("a signature check failed to run: {e}")),
+                        Err(e) => {
+                            // A bug, not the peer's doing: nothing of the batch is connected.
+                            tracing::error!("a sync batch's signature check failed to run: {e}");
+                            self.sync.abandon();
+                        }
                     }
                 }
                 _ = tick.tick() => self.on_tick().await,
