@@ -1,7 +1,8 @@
 //! Benchmarks of BLS signature checks: the aggregate signature of a
 //! 5,000-payment block (blst's `AggregateVerify`, the pairing cache empty, the
-//! cache full), and admission (batched over all cores while filling the
-//! cache, against one `Signature::verify` after another).
+//! cache full), admission (batched over all cores while filling the
+//! cache, against one `Signature::verify` after another), and a sync
+//! batch's check with repeated and with distinct senders.
 //!
 //! The performance targets are ratios between these figures. Criterion
 //! measures each benchmark for seconds on end, and on a shared machine the
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use blst::{blst_p1_affine, blst_p2_affine, min_pk, Pairing, BLST_ERROR};
 use criterion::{criterion_group, BatchSize, Criterion, SamplingMode, Throughput};
-use ourcoin::crypto::batch::{verify_batch, SignedMessage};
+use ourcoin::crypto::batch::{verify_batch, verify_blocks_batch, AggregateSignedMessages, SignedMessage};
 use ourcoin::crypto::bls::DST;
 use ourcoin::crypto::pairing_cache::PairingCache;
 use ourcoin::crypto::{PublicKey, Signature};
@@ -239,7 +240,56 @@ fn interleaved_ratios(rounds: usize) {
     println!("load average after: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
 }
 
-criterion_group!(benches, block_signature, admission);
+/// Blocks in one sync batch, and payments in each (as in the sync fixture).
+const SYNC_BLOCKS: u64 = 64;
+const SYNC_BLOCK_PAYMENTS: u64 = 10;
+
+/// A sync batch: `SYNC_BLOCKS` blocks of `SYNC_BLOCK_PAYMENTS` payments,
+/// payment `i` of block `b` signed by key `sender(b, i)`.
+fn sync_batch(sender: impl Fn(u64, u64) -> u64) -> Vec<AggregateSignedMessages> {
+    let to = Address([0x42; 20]);
+    (0..SYNC_BLOCKS)
+        .map(|b| {
+            let payments: Vec<SignedMessage> = (0..SYNC_BLOCK_PAYMENTS)
+                .map(|i| {
+                    let key = TestKey::new(10_000 + sender(b, i));
+                    let stx = key.pay(regtest().chain_id, to, 1_000, 10, b);
+                    let public_key = PublicKey::from_bytes(&key.public).expect("a valid key");
+                    let signature = Signature::from_bytes(&stx.signature).expect("a valid signature");
+                    (public_key, stx.tx.signing_message().to_vec(), signature)
+                })
+                .collect();
+            let signatures: Vec<Signature> = payments.iter().map(|(_, _, signature)| *signature).collect();
+            let aggregate = Signature::aggregate(&signatures).expect("signatures to aggregate");
+            (payments.into_iter().map(|(pk, msg, _)| (pk, msg)).collect(), aggregate)
+        })
+        .collect()
+}
+
+/// A sync batch's signature check (`verify_blocks_batch`, which merges each
+/// sender's payments across blocks) when the same ten senders pay in every
+/// block and when every payment has its own sender, against blst's
+/// `aggregate_verify` block after block.
+fn sync_batch_signatures(c: &mut Criterion) {
+    let repeated = sync_batch(|_, i| i);
+    let distinct = sync_batch(|b, i| b * SYNC_BLOCK_PAYMENTS + i);
+    let mut group = c.benchmark_group("sync_batch_640tx");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(SYNC_BLOCKS * SYNC_BLOCK_PAYMENTS));
+    for (name, batch) in [("ten_senders", &repeated), ("distinct_senders", &distinct)] {
+        group.bench_function(format!("verify_blocks_batch_{name}"), |b| {
+            b.iter(|| assert_eq!(verify_blocks_batch(batch), Ok(())))
+        });
+        group.bench_function(format!("blst_aggregate_verify_each_block_{name}"), |b| {
+            b.iter(|| assert!(batch.iter().all(|(pairs, signature)| signature.aggregate_verify(pairs))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, block_signature, admission, sync_batch_signatures);
 
 fn main() {
     benches();
