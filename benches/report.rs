@@ -16,12 +16,16 @@
 //!
 //! With the release `ourcoind` and `ourcoin-cli` on 127.0.0.1: a fresh node
 //! syncing a 2,020-block chain (20,000 payments, written once with the library
-//! and cached under `<target>/bench-fixtures/`) from a peer, and the
-//! propagation of mined blocks along a line of five nodes. Every node is
-//! killed when its handle is dropped, on error too.
+//! and cached under `<target>/bench-fixtures/`) from a peer, in which ten
+//! payers pay in every block; the same on a chain where every payment has
+//! its own sender (reported, not a target: merging a sender's payments and
+//! remembering its key do not help there); and the propagation of mined
+//! blocks along a line of five nodes. Every node is killed when its handle is
+//! dropped, on error too.
 //!
 //! Progress goes to stderr; stdout gets the markdown section (with
-//! `--markdown`), one PASS/MISS line per target, and the JSON line last. A
+//! `--markdown`), one PASS/MISS line per target, the INFO line of the
+//! distinct-senders sync, and the JSON line last. A
 //! figure that could not be measured is `null`, and the run then exits with 1.
 
 use std::fmt::Write as _;
@@ -70,6 +74,29 @@ const SYNC_PAYERS: u64 = 10;
 const SYNC_PAYMENT_BLOCKS: u64 = 2_000;
 const SYNC_FIXTURE: &str = "sync-2000";
 const FIXTURE_MARK: &str = "fixture.json";
+/// The second fixture: the same payments, each from its own sender. The
+/// senders are funded first, by `SYNC_PAYERS` funders in blocks of
+/// `FUNDING_BLOCK_PAYMENTS`; only the blocks after those are timed.
+const DISTINCT_FIXTURE: &str = "sync-distinct-2000";
+const FUNDING_BLOCK_PAYMENTS: usize = 500;
+
+/// Which chain a sync fixture holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fixture {
+    /// `SYNC_PAYERS` payers paying once in every block.
+    RepeatedSenders,
+    /// Every payment from its own sender.
+    DistinctSenders,
+}
+
+impl Fixture {
+    fn dir_name(self) -> &'static str {
+        match self {
+            Fixture::RepeatedSenders => SYNC_FIXTURE,
+            Fixture::DistinctSenders => DISTINCT_FIXTURE,
+        }
+    }
+}
 
 /// Nodes in the propagation line.
 const LINE_NODES: usize = 5;
@@ -151,9 +178,11 @@ fn main() {
     );
 
     let in_process = measure_in_process(&options);
-    let sync = step("sync", || measure_sync(&options));
+    let sync = step("sync", || measure_sync(&options, Fixture::RepeatedSenders));
+    let distinct = step("sync with distinct senders", || measure_sync(&options, Fixture::DistinctSenders));
     let propagation = step("propagation", || measure_propagation(&options));
-    let report = Report::new(machine, &options, in_process, sync, propagation);
+    let mut report = Report::new(machine, &options, in_process, sync, propagation);
+    report.distinct_tx_per_s = distinct.map(|d| rounded(d.timed_tx_per_s, 1));
 
     let mut out = String::new();
     if let Some(path) = &options.markdown {
@@ -168,6 +197,8 @@ fn main() {
         out.push_str(&target.line());
         out.push('\n');
     }
+    out.push_str(&report.distinct_line());
+    out.push('\n');
     let json = serde_json::to_string(&report.figures).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     out.push_str(&json);
     println!("{out}");
@@ -396,12 +427,15 @@ struct FixtureMark {
     height: u64,
     transactions: u64,
     tip: String,
+    /// The height from which the timed payments start (0: all of them).
+    #[serde(default)]
+    timed_from: u64,
 }
 
 /// The cached sync fixture, checked by opening it; built first when missing
 /// or unreadable (by an older store layout, say).
-fn sync_fixture(root: &Path) -> Result<(PathBuf, FixtureMark)> {
-    let dir = root.join(SYNC_FIXTURE);
+fn sync_fixture(root: &Path, fixture: Fixture) -> Result<(PathBuf, FixtureMark)> {
+    let dir = root.join(fixture.dir_name());
     match check_fixture(&dir) {
         Ok(mark) => {
             eprintln!("report: reusing the sync fixture {} (height {})", dir.display(), mark.height);
@@ -410,14 +444,17 @@ fn sync_fixture(root: &Path) -> Result<(PathBuf, FixtureMark)> {
         Err(why) if dir.exists() => eprintln!("report: rebuilding the sync fixture: {why:#}"),
         Err(_) => eprintln!("report: building the sync fixture in {} (once)", dir.display()),
     }
-    let building = root.join(format!("{SYNC_FIXTURE}.building"));
+    let building = root.join(format!("{}.building", fixture.dir_name()));
     for stale in [&building, &dir] {
         if stale.exists() {
             fs::remove_dir_all(stale).with_context(|| format!("cannot remove {}", stale.display()))?;
         }
     }
     let started = Instant::now();
-    build_fixture(&building)?;
+    match fixture {
+        Fixture::RepeatedSenders => build_fixture(&building)?,
+        Fixture::DistinctSenders => build_distinct_fixture(&building)?,
+    };
     fs::rename(&building, &dir)
         .with_context(|| format!("cannot rename {} to {}", building.display(), dir.display()))?;
     let mark = check_fixture(&dir)?;
@@ -466,12 +503,68 @@ fn build_fixture(dir: &Path) -> Result<FixtureMark> {
         // Signed just above by this process: not worth a pairing each.
         chain.accept_block_with(block, now, &NoSignatures, SignatureCheck::AlreadyVerified)?;
     }
+    let mark = FixtureMark {
+        height: chain.height(),
+        transactions: payments.len() as u64,
+        tip: chain.tip().to_string(),
+        timed_from: 0,
+    };
+    write_mark(dir, chain, &mark)?;
+    Ok(mark)
+}
+
+/// Flushes the chain, closes it, then writes the mark that says it is complete.
+fn write_mark(dir: &Path, chain: Chain<SledStore>, mark: &FixtureMark) -> Result<()> {
     chain.flush()?;
-    let mark =
-        FixtureMark { height: chain.height(), transactions: payments.len() as u64, tip: chain.tip().to_string() };
     drop(chain);
-    fs::write(dir.join(FIXTURE_MARK), serde_json::to_string_pretty(&mark)?)
-        .with_context(|| format!("cannot write the fixture mark in {}", dir.display()))?;
+    fs::write(dir.join(FIXTURE_MARK), serde_json::to_string_pretty(mark)?)
+        .with_context(|| format!("cannot write the fixture mark in {}", dir.display()))
+}
+
+/// The distinct-senders fixture: `SYNC_PAYERS` funders pay
+/// `SYNC_PAYERS * SYNC_PAYMENT_BLOCKS` new keys enough for one payment each,
+/// in large blocks; then `SYNC_PAYMENT_BLOCKS` blocks in which
+/// `SYNC_PAYERS` of those keys pay once each, every key in one block only.
+fn build_distinct_fixture(dir: &Path) -> Result<FixtureMark> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut chain = Chain::open(regtest(), SledStore::open(&dir.join("chain"))?)?;
+    let funders: Vec<TestKey> = (0..SYNC_PAYERS).map(|seed| TestKey::new(2_000 + seed)).collect();
+    fund(&mut chain, &funders)?;
+    let count = (SYNC_PAYERS * SYNC_PAYMENT_BLOCKS) as usize;
+    let per_funder = count / funders.len();
+    let senders = on_every_core(count, |i| TestKey::new(100_000 + i as u64));
+    let fee = MIN_RELAY_FEE.0;
+    // Funder f pays senders f * per_funder.., nonces in turn.
+    let funding = on_every_core(count, |i| {
+        let (funder, nonce) = (i / per_funder, i % per_funder);
+        funders[funder].pay(regtest().chain_id, senders[i].address, 1_000 + fee, fee, nonce as u64)
+    });
+    let to = Address([0x42; 20]);
+    let payments = on_every_core(count, |i| senders[i].pay(regtest().chain_id, to, 1_000, fee, 0));
+    let miner = Address([0xee; 20]);
+    let now = unix_now().max(now_for(&chain));
+    // Each funding block takes the next payments of every funder, in nonce order.
+    let per_block = FUNDING_BLOCK_PAYMENTS / funders.len();
+    for start in (0..per_funder).step_by(per_block) {
+        let block_payments: Vec<SignedTransaction> = (0..funders.len())
+            .flat_map(|f| (start..(start + per_block).min(per_funder)).map(move |n| f * per_funder + n))
+            .map(|i| funding[i])
+            .collect();
+        let block = block_on_tip(&chain, miner, &block_payments);
+        chain.accept_block_with(block, now, &NoSignatures, SignatureCheck::AlreadyVerified)?;
+    }
+    let timed_from = chain.height() + 1;
+    for block_payments in payments.chunks(SYNC_PAYERS as usize) {
+        let block = block_on_tip(&chain, miner, block_payments);
+        chain.accept_block_with(block, now, &NoSignatures, SignatureCheck::AlreadyVerified)?;
+    }
+    let mark = FixtureMark {
+        height: chain.height(),
+        transactions: payments.len() as u64,
+        tip: chain.tip().to_string(),
+        timed_from,
+    };
+    write_mark(dir, chain, &mark)?;
     Ok(mark)
 }
 
@@ -699,17 +792,19 @@ struct SyncFigures {
     blocks_per_s: f64,
     tx_per_s: f64,
     rss_mib: f64,
+    /// Payments per second over the fixture's timed blocks only.
+    timed_tx_per_s: f64,
 }
 
 /// Node A serves a copy of the fixture; node D, fresh, syncs it from A.
 /// Timed from D's start until its `status` shows A's height.
-fn measure_sync(options: &Options) -> Result<SyncFigures> {
+fn measure_sync(options: &Options, fixture: Fixture) -> Result<SyncFigures> {
     let bins = Binaries::find(&options.bin_dir)?;
     fs::create_dir_all(&options.fixtures).with_context(|| format!("cannot create {}", options.fixtures.display()))?;
-    let (fixture, mark) = sync_fixture(&options.fixtures)?;
+    let (fixture_dir, mark) = sync_fixture(&options.fixtures, fixture)?;
 
     let a_dir = NodeDir::new("A")?;
-    copy_dir(&fixture.join("chain"), &a_dir.datadir().join("chain"))?;
+    copy_dir(&fixture_dir.join("chain"), &a_dir.datadir().join("chain"))?;
     let a = Daemon::start(&bins, a_dir, "info", &[])?;
     let (height, _) = a.status(&bins)?;
     ensure!(height == mark.height, "node A loaded height {height}, not the fixture's {}", mark.height);
@@ -725,12 +820,28 @@ fn measure_sync(options: &Options) -> Result<SyncFigures> {
     synced.map_err(|e| e.context(tails(&[&a, &d])))?;
     let rss_mib = d.rss_mib()?;
     eprintln!("report: synced in {secs:.2} s");
+    let timed_tx_per_s = if mark.timed_from == 0 {
+        mark.transactions as f64 / secs
+    } else {
+        // From the batch that reached the timed blocks to the last one, as D logged them.
+        let log = d.log();
+        let best = best_blocks(&log);
+        let reached = |height: u64| best.iter().find(|(_, h, _)| *h >= height).map(|(time, h, _)| (*time, *h));
+        let ((start, from), (end, to)) = reached(mark.timed_from)
+            .zip(reached(mark.height))
+            .context("node D's log does not show it connecting the timed blocks")?;
+        let payments = to.saturating_sub(from) * SYNC_PAYERS;
+        ensure!(payments >= mark.transactions * 9 / 10 && end > start, "too few timed blocks: {from} to {to}");
+        eprintln!("report: the distinct senders' {} payments took {:.2} s", grouped(payments), end - start);
+        payments as f64 / (end - start)
+    };
     Ok(SyncFigures {
         blocks: mark.height,
         transactions: mark.transactions,
         blocks_per_s: mark.height as f64 / secs,
         tx_per_s: mark.transactions as f64 / secs,
         rss_mib,
+        timed_tx_per_s,
     })
 }
 
@@ -988,6 +1099,8 @@ struct Report {
     sync: Option<(u64, u64)>,
     propagation_blocks: Option<usize>,
     figures: Figures,
+    /// `sync_tx_per_s` on the fixture whose payments all have their own sender.
+    distinct_tx_per_s: Option<f64>,
 }
 
 impl Report {
@@ -1022,6 +1135,20 @@ impl Report {
             sync: sync.map(|s| (s.blocks, s.transactions)),
             propagation_blocks: propagation.map(|p| p.blocks),
             figures,
+            distinct_tx_per_s: None,
+        }
+    }
+
+    /// The sync figure with distinct senders, against blst's rate: reported,
+    /// not a target.
+    fn distinct_line(&self) -> String {
+        let blst_tx_per_s = self.figures.blst_aggregate_verify_us_per_tx.map(|us| 1e6 / us);
+        match (self.distinct_tx_per_s, blst_tx_per_s) {
+            (Some(distinct), Some(blst)) => format!(
+                "INFO  sync_tx_per_s with a sender per payment = {distinct} tx/s, {:.3} of blst's rate (not a target)",
+                distinct / blst
+            ),
+            _ => "INFO  sync_tx_per_s with a sender per payment: not measured".to_string(),
         }
     }
 
@@ -1171,6 +1298,12 @@ impl Report {
                 target.verdict()
             );
         }
+        let _ = writeln!(
+            out,
+            "\nThe sync fixture has {SYNC_PAYERS} payers paying in every block. On a second fixture where every \
+             payment has its own sender (funded in {FUNDING_BLOCK_PAYMENTS}-payment blocks first, not timed):\n\n    {}",
+            self.distinct_line()
+        );
         out
     }
 }

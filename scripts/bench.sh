@@ -10,11 +10,13 @@
 # The report (benches/report.rs) measures everything in this one run: the
 # miner, the block signature checks, mempool admission, and real release
 # nodes on 127.0.0.1 syncing a cached 2,020-block chain and passing blocks
-# along a line of five. It prints one PASS/MISS line per target, and the last
-# line of output is one JSON object with every figure.
+# along a line of five. It prints one PASS/MISS line per target, an INFO line
+# for a second sync whose payments all have their own sender (not a target),
+# and the last line of output is one JSON object with every figure.
 #
-# The sync fixture lives in target/bench-fixtures/; the report rebuilds it when
-# it cannot open it. Delete that folder to force a rebuild.
+# The sync fixtures (ten payers in every block; a sender per payment) live in
+# target/bench-fixtures/; the report rebuilds one when it cannot open it.
+# Delete that folder to force a rebuild.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
