@@ -31,7 +31,7 @@ use std::ptr;
 
 use blst::{blst_fp12, blst_p2, blst_p2_affine, limb_t};
 
-mod merged;
+pub(super) mod merged;
 
 use super::bls::{PublicKey, Signature};
 use super::pairing_cache::{

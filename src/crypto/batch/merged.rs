@@ -25,6 +25,9 @@
 //! whatever the weights and it is as sound for invalid ones; it only says
 //! whether the whole batch verifies. The caller finds which block is bad
 //! with the per-block check when it does not.
+//!
+//! Within one block no weights are needed: the pairing cache pairs the
+//! payments it has not seen once per sender (`miller_product_per_key`).
 
 use std::collections::HashMap;
 
@@ -34,12 +37,16 @@ use super::{multi_scalar_mult, random_weights, weighted_product, AggregateSigned
 use crate::crypto::bls::PublicKey;
 use crate::crypto::pairing_cache::{
     is_one_after_final_exp, message_point_projective, on_workers, public_key_point, signature_miller_loop,
-    signature_point,
+    signature_point, MillerJob,
 };
 use crate::types::PublicKeyBytes;
 
 /// Messages a worker hashes at a time.
 const HASH_STRIDE: usize = 16;
+
+/// Pairs a worker takes at a time for Miller loops: blst's `miller_loop_n`
+/// shares the squarings of up to 16.
+const MILLER_N: usize = 16;
 
 /// One payment of the batch: its sender (numbered), block and message.
 struct Message<'a> {
@@ -70,7 +77,11 @@ pub(super) fn all_hold(blocks: &[AggregateSignedMessages]) -> bool {
     let Some(weights) = random_weights(blocks.len()) else {
         return false;
     };
-    let Some(keys) = hashed_per_key_and_block(blocks) else {
+    let pairs = blocks
+        .iter()
+        .enumerate()
+        .flat_map(|(block, (pairs, _))| pairs.iter().map(move |(public_key, msg)| (block, public_key, msg.as_slice())));
+    let Some(keys) = hashed_per_key_and_block(pairs) else {
         return false;
     };
     // Keys signing in one block only go to that block's product, grouped so
@@ -132,22 +143,48 @@ pub(super) fn all_hold(blocks: &[AggregateSignedMessages]) -> bool {
     is_one_after_final_exp(&product)
 }
 
+/// `Π ML(pk, H(pk ‖ msg))` over the jobs (whatever their groups), up to a
+/// factor the final exponentiation removes: each key's messages are hashed,
+/// summed, and paired once, so a block's payments not in the pairing cache
+/// cost one Miller loop per sender. `None` if a worker failed or a sum is
+/// the identity; the caller then computes the plain product.
+pub(in crate::crypto) fn miller_product_per_key(jobs: &[MillerJob<'_>]) -> Option<blst_fp12> {
+    let keys = hashed_per_key_and_block(jobs.iter().map(|job| (0, job.public_key, job.msg)))?;
+    let sums: Vec<(&PublicKey, blst_p2)> =
+        keys.iter().flat_map(|terms| terms.per_block.iter().map(move |(_, sum)| (terms.public_key, *sum))).collect();
+    let partials = on_workers(&sums, MILLER_N, |claimed| {
+        let mut product = blst_fp12::default();
+        let claimed: Vec<_> = claimed.map(|(_, pair)| pair).collect();
+        for chunk in claimed.chunks(MILLER_N) {
+            let points: Vec<blst_p2> = chunk.iter().map(|(_, sum)| *sum).collect();
+            let keys = chunk.iter().map(|(public_key, _)| public_key_point(public_key));
+            product *= miller_loop_n(&to_affine(&points)?.into_iter().zip(keys).collect::<Vec<_>>());
+        }
+        Some(product)
+    })?;
+    let mut product = blst_fp12::default();
+    for partial in partials {
+        product *= partial?;
+    }
+    Some(product)
+}
+
 /// Every message hashed to G2 (on every core) and summed per key and block;
 /// the keys in the order they first appear. `None` if a worker failed or a
 /// sum is the identity (which no honest batch produces; the per-block check
 /// then decides).
-fn hashed_per_key_and_block(blocks: &[AggregateSignedMessages]) -> Option<Vec<KeyTerms<'_>>> {
+fn hashed_per_key_and_block<'a>(
+    pairs: impl Iterator<Item = (usize, &'a PublicKey, &'a [u8])>,
+) -> Option<Vec<KeyTerms<'a>>> {
     let mut numbers: HashMap<PublicKeyBytes, usize> = HashMap::new();
-    let mut keys: Vec<KeyTerms<'_>> = Vec::new();
+    let mut keys: Vec<KeyTerms<'a>> = Vec::new();
     let mut messages = Vec::new();
-    for (block, (pairs, _)) in blocks.iter().enumerate() {
-        for (public_key, msg) in pairs {
-            let key = *numbers.entry(public_key.to_bytes()).or_insert_with(|| {
-                keys.push(KeyTerms { public_key, per_block: Vec::new() });
-                keys.len() - 1
-            });
-            messages.push(Message { key, block, public_key, msg });
-        }
+    for (block, public_key, msg) in pairs {
+        let key = *numbers.entry(public_key.to_bytes()).or_insert_with(|| {
+            keys.push(KeyTerms { public_key, per_block: Vec::new() });
+            keys.len() - 1
+        });
+        messages.push(Message { key, block, public_key, msg });
     }
     let partial_sums = on_workers(&messages, HASH_STRIDE, |claimed| {
         let mut sums: HashMap<(usize, usize), blst_p2> = HashMap::new();
