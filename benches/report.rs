@@ -487,8 +487,7 @@ fn check_fixture(dir: &Path) -> Result<FixtureMark> {
 /// stored it: funding blocks, then blocks of one payment from every payer,
 /// one second apart from the regtest genesis (long past, which is fine).
 fn build_fixture(dir: &Path) -> Result<FixtureMark> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut chain = Chain::open(regtest(), SledStore::open(&dir.join("chain"))?)?;
+    let mut chain = open_fixture_chain(dir)?;
     let keys: Vec<TestKey> = (0..SYNC_PAYERS).map(|seed| TestKey::new(1_000 + seed)).collect();
     fund(&mut chain, &keys)?;
     let payers = keys.len();
@@ -496,29 +495,8 @@ fn build_fixture(dir: &Path) -> Result<FixtureMark> {
     let payments = on_every_core(payers * SYNC_PAYMENT_BLOCKS as usize, |i| {
         keys[i % payers].pay(regtest().chain_id, to, 1_000, MIN_RELAY_FEE.0, (i / payers) as u64)
     });
-    let miner = Address([0xee; 20]);
-    let now = unix_now().max(now_for(&chain));
-    for block_payments in payments.chunks(payers) {
-        let block = block_on_tip(&chain, miner, block_payments);
-        // Signed just above by this process: not worth a pairing each.
-        chain.accept_block_with(block, now, &NoSignatures, SignatureCheck::AlreadyVerified)?;
-    }
-    let mark = FixtureMark {
-        height: chain.height(),
-        transactions: payments.len() as u64,
-        tip: chain.tip().to_string(),
-        timed_from: 0,
-    };
-    write_mark(dir, chain, &mark)?;
-    Ok(mark)
-}
-
-/// Flushes the chain, closes it, then writes the mark that says it is complete.
-fn write_mark(dir: &Path, chain: Chain<SledStore>, mark: &FixtureMark) -> Result<()> {
-    chain.flush()?;
-    drop(chain);
-    fs::write(dir.join(FIXTURE_MARK), serde_json::to_string_pretty(mark)?)
-        .with_context(|| format!("cannot write the fixture mark in {}", dir.display()))
+    append_blocks(&mut chain, payments.chunks(payers))?;
+    finish_fixture(dir, chain, payments.len(), 0)
 }
 
 /// The distinct-senders fixture: `SYNC_PAYERS` funders pay
@@ -526,8 +504,7 @@ fn write_mark(dir: &Path, chain: Chain<SledStore>, mark: &FixtureMark) -> Result
 /// in large blocks; then `SYNC_PAYMENT_BLOCKS` blocks in which
 /// `SYNC_PAYERS` of those keys pay once each, every key in one block only.
 fn build_distinct_fixture(dir: &Path) -> Result<FixtureMark> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut chain = Chain::open(regtest(), SledStore::open(&dir.join("chain"))?)?;
+    let mut chain = open_fixture_chain(dir)?;
     let funders: Vec<TestKey> = (0..SYNC_PAYERS).map(|seed| TestKey::new(2_000 + seed)).collect();
     fund(&mut chain, &funders)?;
     let count = (SYNC_PAYERS * SYNC_PAYMENT_BLOCKS) as usize;
@@ -541,30 +518,52 @@ fn build_distinct_fixture(dir: &Path) -> Result<FixtureMark> {
     });
     let to = Address([0x42; 20]);
     let payments = on_every_core(count, |i| senders[i].pay(regtest().chain_id, to, 1_000, fee, 0));
-    let miner = Address([0xee; 20]);
-    let now = unix_now().max(now_for(&chain));
     // Each funding block takes the next payments of every funder, in nonce order.
     let per_block = FUNDING_BLOCK_PAYMENTS / funders.len();
-    for start in (0..per_funder).step_by(per_block) {
-        let block_payments: Vec<SignedTransaction> = (0..funders.len())
+    let funding_blocks = (0..per_funder).step_by(per_block).map(|start| {
+        (0..funders.len())
             .flat_map(|f| (start..(start + per_block).min(per_funder)).map(move |n| f * per_funder + n))
             .map(|i| funding[i])
-            .collect();
-        let block = block_on_tip(&chain, miner, &block_payments);
-        chain.accept_block_with(block, now, &NoSignatures, SignatureCheck::AlreadyVerified)?;
-    }
+            .collect::<Vec<SignedTransaction>>()
+    });
+    append_blocks(&mut chain, funding_blocks)?;
     let timed_from = chain.height() + 1;
-    for block_payments in payments.chunks(SYNC_PAYERS as usize) {
-        let block = block_on_tip(&chain, miner, block_payments);
+    append_blocks(&mut chain, payments.chunks(SYNC_PAYERS as usize))?;
+    finish_fixture(dir, chain, payments.len(), timed_from)
+}
+
+fn open_fixture_chain(dir: &Path) -> Result<Chain<SledStore>> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(Chain::open(regtest(), SledStore::open(&dir.join("chain"))?)?)
+}
+
+/// Mines a block on the tip for each group of payments and connects it.
+fn append_blocks<P: AsRef<[SignedTransaction]>>(
+    chain: &mut Chain<SledStore>,
+    blocks: impl IntoIterator<Item = P>,
+) -> Result<()> {
+    let miner = Address([0xee; 20]);
+    let now = unix_now().max(now_for(chain));
+    for payments in blocks {
+        let block = block_on_tip(chain, miner, payments.as_ref());
+        // Signed by this process: not worth a pairing each.
         chain.accept_block_with(block, now, &NoSignatures, SignatureCheck::AlreadyVerified)?;
     }
+    Ok(())
+}
+
+/// Flushes and closes the chain, then writes the mark that says the fixture is complete.
+fn finish_fixture(dir: &Path, chain: Chain<SledStore>, transactions: usize, timed_from: u64) -> Result<FixtureMark> {
     let mark = FixtureMark {
         height: chain.height(),
-        transactions: payments.len() as u64,
+        transactions: transactions as u64,
         tip: chain.tip().to_string(),
         timed_from,
     };
-    write_mark(dir, chain, &mark)?;
+    chain.flush()?;
+    drop(chain);
+    fs::write(dir.join(FIXTURE_MARK), serde_json::to_string_pretty(&mark)?)
+        .with_context(|| format!("cannot write the fixture mark in {}", dir.display()))?;
     Ok(mark)
 }
 

@@ -881,12 +881,6 @@ impl<'a> Campaign<'a> {
     /// proof of work on N's tip, then blocks whose bodies do not match them.
     /// Serving an invalid chain costs five plain offences at once: a ban.
     fn serves_invalid_bodies_in_sync(&mut self) {
-        if let Some(x) = self.peer.take() {
-            self.released += 1;
-            self.report.push(format!("({} leaves without a ban, to show one offence below is enough)", x.name));
-        }
-        let n_id = self.n_id;
-        self.peer();
         let mut fork = self.mirror.clone();
         let mut honest = Vec::new();
         for _ in 0..3 {
@@ -903,38 +897,18 @@ impl<'a> Campaign<'a> {
             })
             .collect();
         let headers = honest.iter().map(|b| b.header).collect();
-        let x = self.peer.as_mut().expect("a hostile peer");
-        x.set_answers(Answers { status: boastful_status(), headers, blocks: tampered });
-        let x_id = x.id();
-        let what = "serves headers with valid proof of work, then blocks that do not match them";
-        let mark = self.n.log_lines().len();
-        let answer = x.request(n_id, SyncRequest::Status(boastful_status()));
-        assert!(matches!(answer, Ok(SyncResponse::Status(_))), "N answers a status request: {answer:?}");
-        self.expected_penalties += 1;
-        let needles = [
-            "sync peer served an invalid block: header body commitment does not match the body".to_string(),
-            format!("peer={x_id}"),
-        ];
-        let penalty = self.expect_penalty(what, mark, Some(&needles), "served an invalid block in sync");
-        assert!(penalty.score <= -BAN_SCORE, "one invalid chain served in sync is enough for a ban: {penalty:?}");
-        for block in &honest {
-            let hash = block.hash().to_string();
-            assert!(self.n.try_json(&["block", &hash]).is_err(), "N stored the block {hash} served with a wrong body");
-        }
-        self.report.push(format!("{what:<76} {:<4} penalised, score {}", self.name(), penalty.score));
-        self.after_penalty();
+        self.serve_invalid_chain_in_sync(
+            "serves headers with valid proof of work, then blocks that do not match them",
+            Answers { status: boastful_status(), headers, blocks: tampered },
+            "header body commitment does not match the body",
+            &honest,
+        );
     }
 
     /// Sync: a fresh identity serves a valid block, then a block with a
     /// payment whose aggregate signature is another payment's: the batch's
     /// signature check fails, finds that block, and the peer is banned.
     fn serves_a_bad_aggregate_signature_in_sync(&mut self) {
-        if let Some(x) = self.peer.take() {
-            self.released += 1;
-            self.report.push(format!("({} leaves without a ban, to show one offence below is enough)", x.name));
-        }
-        let n_id = self.n_id;
-        self.peer();
         let mut fork = self.mirror.clone();
         let good = block_on_tip(&fork, HOSTILE, &[]);
         fork.accept_block(good.clone(), unix_now() + 60, &NoSignatures).expect("a valid block on the fork");
@@ -943,22 +917,41 @@ impl<'a> Campaign<'a> {
         let bad = with_aggregate(block_on_tip(&fork, HOSTILE, &[paid]), &[other]);
         let headers = vec![good.header, bad.header];
         let blocks: HashMap<BlockHash, Block> = [good, bad.clone()].into_iter().map(|b| (b.hash(), b)).collect();
+        self.serve_invalid_chain_in_sync(
+            "serves a block whose aggregate signature does not verify",
+            Answers { status: boastful_status(), headers, blocks },
+            "aggregate signature does not verify",
+            &[bad],
+        );
+    }
+
+    /// A fresh identity claims more work and answers N's sync with
+    /// `answers`; N must refuse with `refusal`, ban it at once, and store
+    /// none of `unstored`.
+    fn serve_invalid_chain_in_sync(&mut self, what: &str, answers: Answers, refusal: &str, unstored: &[Block]) {
+        if let Some(x) = self.peer.take() {
+            self.released += 1;
+            self.report.push(format!("({} leaves without a ban, to show one offence below is enough)", x.name));
+        }
+        let n_id = self.n_id;
+        self.peer();
         let x = self.peer.as_mut().expect("a hostile peer");
-        x.set_answers(Answers { status: boastful_status(), headers, blocks });
+        x.set_answers(answers);
         let x_id = x.id();
-        let what = "serves a block whose aggregate signature does not verify";
         let mark = self.n.log_lines().len();
         let answer = x.request(n_id, SyncRequest::Status(boastful_status()));
         assert!(matches!(answer, Ok(SyncResponse::Status(_))), "N answers a status request: {answer:?}");
         self.expected_penalties += 1;
-        let needles = [
-            "sync peer served an invalid block: aggregate signature does not verify".to_string(),
-            format!("peer={x_id}"),
-        ];
+        let needles = [format!("sync peer served an invalid block: {refusal}"), format!("peer={x_id}")];
         let penalty = self.expect_penalty(what, mark, Some(&needles), "served an invalid block in sync");
-        assert!(penalty.score <= -BAN_SCORE, "one bad signature served in sync is enough for a ban: {penalty:?}");
-        let hash = bad.hash().to_string();
-        assert!(self.n.try_json(&["block", &hash]).is_err(), "N stored the block {hash} with a bad signature");
+        assert!(
+            penalty.score <= -BAN_SCORE,
+            "{what}: one invalid chain served in sync is enough for a ban: {penalty:?}"
+        );
+        for block in unstored {
+            let hash = block.hash().to_string();
+            assert!(self.n.try_json(&["block", &hash]).is_err(), "{what}: N stored the invalid block {hash}");
+        }
         self.report.push(format!("{what:<76} {:<4} penalised, score {}", self.name(), penalty.score));
         self.after_penalty();
     }
