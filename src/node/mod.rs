@@ -879,6 +879,10 @@ impl Node {
         if let Some((hash, e)) = &bad {
             tracing::warn!(%peer, %hash, "sync peer served a block with a bad signature: {e}");
         }
+        // Blocks connected meanwhile (a gossiped block's orphan children, say)
+        // are skipped, or the first duplicate would stop the batch.
+        let blocks: Vec<Block> =
+            blocks.into_iter().filter(|block| self.chain.entry(&block.hash()).is_none_or(|e| e.invalid)).collect();
         let accepted = self.accept_blocks_with(blocks, SignatureCheck::AlreadyVerified);
         let accepted = match (accepted, bad) {
             (Ok(()), Some((_, e))) => Err(ChainError::Invalid(e)),
