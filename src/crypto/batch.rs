@@ -31,13 +31,14 @@ use std::ptr;
 
 use blst::{blst_fp12, blst_p2, blst_p2_affine, limb_t};
 
-pub(super) mod merged;
+mod merged;
 
 use super::bls::{PublicKey, Signature};
-use super::pairing_cache::{
-    available_cores, is_one_after_final_exp, message_point, miller_loop_products, on_workers, public_key_point,
-    signature_miller_loop, signature_point, MillerJob, PairingCache,
+use super::pairing::{
+    available_cores, is_one_after_final_exp, message_point, miller_loop_products, on_workers, signature_miller_loop,
+    MillerJob,
 };
+use super::pairing_cache::PairingCache;
 
 /// Claims in one weighted check at most. A check has a fixed cost (a Miller
 /// loop, a final exponentiation and 64 squarings in Fp12, about 0.7 ms); at
@@ -96,8 +97,8 @@ fn valid_in_batch(batch: &[SignedMessage], cache: Option<&PairingCache>) -> Vec<
         .iter()
         .enumerate()
         .map(|(index, (public_key, msg, signature))| {
-            let miller = blst_fp12::miller_loop(&message_point(public_key, msg), &public_key_point(public_key));
-            Claim { index, miller, signature: signature_point(signature) }
+            let miller = blst_fp12::miller_loop(&message_point(public_key, msg), &public_key.point());
+            Claim { index, miller, signature: signature.point() }
         })
         .collect();
     let mut valid = Vec::with_capacity(claims.len());
@@ -136,7 +137,7 @@ pub fn verify_blocks_batch(blocks: &[AggregateSignedMessages]) -> Result<(), usi
             .into_iter()
             .zip(checked)
             .enumerate()
-            .map(|(index, (miller, (_, signature)))| Claim { index, miller, signature: signature_point(signature) })
+            .map(|(index, (miller, (_, signature)))| Claim { index, miller, signature: signature.point() })
             .collect::<Vec<Claim>>()
     });
     let Some(claims) = claims else {
@@ -443,8 +444,8 @@ mod tests {
         let claims: Vec<Claim> = (0..5)
             .map(|n| {
                 let (pk, msg, signature) = payment(n, n);
-                let miller = blst_fp12::miller_loop(&message_point(&pk, &msg), &public_key_point(&pk));
-                Claim { index: n as usize, miller, signature: signature_point(&signature) }
+                let miller = blst_fp12::miller_loop(&message_point(&pk, &msg), &pk.point());
+                Claim { index: n as usize, miller, signature: signature.point() }
             })
             .collect();
         let mut weights = random_weights(claims.len()).unwrap();

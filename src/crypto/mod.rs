@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod bls;
 mod fifo;
+mod pairing;
 pub mod pairing_cache;
 pub mod pow;
 

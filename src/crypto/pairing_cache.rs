@@ -19,22 +19,19 @@
 //! of its key alone (no signature goes into it), so whatever the cache holds
 //! it can never make a wrong signature pass; it can only be missing, and a
 //! missing value is computed on the spot.
-//!
-//! The module also holds the pairing arithmetic that batch verification
-//! (`super::batch`) shares with the cache.
 
 use std::fmt;
-use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
-use std::thread;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use blst::{blst_fp12, blst_p1, blst_p1_affine, blst_p2, blst_p2_affine, Pairing, BLST_ERROR};
+use blst::blst_fp12;
 use sha2::{Digest, Sha256};
 
-use super::batch::merged::miller_product_per_key;
-use super::bls::{PublicKey, Signature, DST};
+use super::bls::{PublicKey, Signature};
 use super::fifo::FifoMap;
+use super::pairing::{
+    is_one_after_final_exp, message_point, miller_loop_products, miller_product_per_key, on_workers,
+    signature_miller_loop, MillerJob,
+};
 
 /// Entries kept by default: twice the mempool's default transaction count.
 /// Each holds a 576-byte Fp12 value and a 32-byte key; with the map's spare
@@ -44,10 +41,6 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// Pairs a worker takes at a time when looking values up: enough that small
 /// blocks are looked up without starting a thread.
 const LOOKUP_STRIDE: usize = 256;
-
-/// Pairs a worker takes at a time for Miller loops: blst's `Pairing` runs
-/// them eight at a time, sharing their squarings.
-const MILLER_STRIDE: usize = 8;
 
 /// How often block validation found a transaction's value in the cache.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -132,7 +125,7 @@ impl PairingCache {
         if self.capacity() == 0 {
             return;
         }
-        let value = blst_fp12::miller_loop(&message_point(public_key, msg), &public_key_point(public_key));
+        let value = blst_fp12::miller_loop(&message_point(public_key, msg), &public_key.point());
         self.insert_values([(EntryKey::of(public_key, msg), value)]);
     }
 
@@ -140,8 +133,8 @@ impl PairingCache {
     /// it holds, keeps the Miller loop the check computed: admission costs a
     /// single pairing check, not a check and then a cache fill.
     pub fn verify_and_cache(&self, public_key: &PublicKey, msg: &[u8], signature: &Signature) -> bool {
-        let value = blst_fp12::miller_loop(&message_point(public_key, msg), &public_key_point(public_key));
-        if !is_one_after_final_exp(&(value * signature_miller_loop(&signature_point(signature)))) {
+        let value = blst_fp12::miller_loop(&message_point(public_key, msg), &public_key.point());
+        if !is_one_after_final_exp(&(value * signature_miller_loop(&signature.point()))) {
             return false;
         }
         self.insert_values([(EntryKey::of(public_key, msg), value)]);
@@ -199,7 +192,7 @@ impl PairingCache {
                 }
             }
         }
-        product *= signature_miller_loop(&signature_point(signature));
+        product *= signature_miller_loop(&signature.point());
         is_one_after_final_exp(&product)
     }
 
@@ -216,165 +209,11 @@ impl PairingCache {
     }
 }
 
-// The pairing arithmetic shared with batch verification.
-
-/// The affine point of a validated public key.
-pub(super) fn public_key_point(public_key: &PublicKey) -> blst_p1_affine {
-    public_key.point()
-}
-
-/// The affine point of a group-checked signature.
-pub(super) fn signature_point(signature: &Signature) -> blst_p2_affine {
-    signature.point()
-}
-
-/// `H(pk ‖ msg)`: the augmented message hashed to G2 under the ciphersuite's DST.
-pub(super) fn message_point(public_key: &PublicKey, msg: &[u8]) -> blst_p2_affine {
-    let point = message_point_projective(public_key, msg);
-    let mut affine = blst_p2_affine::default();
-    // SAFETY: blst reads the local point and writes the local affine one.
-    unsafe { blst::blst_p2_to_affine(&mut affine, &point) };
-    affine
-}
-
-/// The same point in projective coordinates, ready to be added to others.
-pub(super) fn message_point_projective(public_key: &PublicKey, msg: &[u8]) -> blst_p2 {
-    let augmentation = public_key.to_bytes().0;
-    let mut point = blst_p2::default();
-    // SAFETY: each pointer comes from a live slice passed with its own length
-    // or from a local blst value; blst only reads the inputs and writes the
-    // output, a fully initialised value of the type it expects.
-    unsafe {
-        blst::blst_hash_to_g2(
-            &mut point,
-            msg.as_ptr(),
-            msg.len(),
-            DST.as_ptr(),
-            DST.len(),
-            augmentation.as_ptr(),
-            augmentation.len(),
-        );
-    }
-    point
-}
-
-/// `ML(−g1, σ)`: the signature's side of the pairing equation.
-pub(super) fn signature_miller_loop(signature: &blst_p2_affine) -> blst_fp12 {
-    blst_fp12::miller_loop(signature, negated_generator())
-}
-
-/// Whether the final exponentiation of `value` is the identity of GT.
-pub(super) fn is_one_after_final_exp(value: &blst_fp12) -> bool {
-    // `blst_fp12::default()` is one; the comparison is `blst_fp12_is_equal`.
-    value.final_exp() == blst_fp12::default()
-}
-
-fn negated_generator() -> &'static blst_p1_affine {
-    static NEGATED: OnceLock<blst_p1_affine> = OnceLock::new();
-    NEGATED.get_or_init(|| {
-        let mut affine = blst_p1_affine::default();
-        // SAFETY: `blst_p1_generator` points to a static constant, copied
-        // here; the other calls read and write the two locals only.
-        unsafe {
-            let mut point: blst_p1 = *blst::blst_p1_generator();
-            blst::blst_p1_cneg(&mut point, true);
-            blst::blst_p1_to_affine(&mut affine, &point);
-        }
-        affine
-    })
-}
-
-/// A (public key, message) pair whose Miller loop goes into the product of `group`.
-pub(super) struct MillerJob<'a> {
-    pub public_key: &'a PublicKey,
-    pub msg: &'a [u8],
-    pub group: usize,
-}
-
-/// For each group in `0..groups`, the product of `ML(pk, H(pk ‖ msg))` over
-/// its jobs (one for a group without jobs), computed through `blst::Pairing`
-/// on every core. `None` if a key cannot be used, which validated keys never
-/// cause, or if a worker failed.
-pub(super) fn miller_loop_products(jobs: &[MillerJob<'_>], groups: usize) -> Option<Vec<blst_fp12>> {
-    let partials = on_workers(jobs, MILLER_STRIDE, |claimed| {
-        let mut pairing = Pairing::new(true, DST);
-        let mut open_group = None;
-        let mut partials = Vec::new();
-        for (_, job) in claimed {
-            if open_group != Some(job.group) {
-                if let Some(group) = open_group {
-                    partials.push((group, pairing.as_fp12()));
-                    pairing.init(true, DST);
-                }
-                open_group = Some(job.group);
-            }
-            let point = public_key_point(job.public_key);
-            // Hashes `pk ‖ msg` (the key goes in as blst's augmentation) and
-            // queues the pair; no signature is attached here.
-            let added = pairing.aggregate(&point, false, &(), false, job.msg, &job.public_key.to_bytes().0);
-            if added != BLST_ERROR::BLST_SUCCESS {
-                return None;
-            }
-        }
-        if let Some(group) = open_group {
-            partials.push((group, pairing.as_fp12()));
-        }
-        Some(partials)
-    })?;
-    let mut products = vec![blst_fp12::default(); groups];
-    for (group, partial) in partials.into_iter().collect::<Option<Vec<_>>>()?.into_iter().flatten() {
-        *products.get_mut(group)? *= partial;
-    }
-    Some(products)
-}
-
-/// Runs `work` on up to one thread per core (the calling thread being one),
-/// each worker claiming `stride` consecutive items at a time until none is
-/// left and seeing them with their indices; returns what each worker
-/// returned, or `None` if a helper thread panicked (a panic on the calling
-/// thread goes on unwinding).
-pub(super) fn on_workers<'a, T, R, W>(items: &'a [T], stride: usize, work: W) -> Option<Vec<R>>
-where
-    T: Sync,
-    R: Send,
-    W: Fn(&mut dyn Iterator<Item = (usize, &'a T)>) -> R + Sync,
-{
-    let stride = stride.max(1);
-    let workers = available_cores().min(items.len().div_ceil(stride)).max(1);
-    let next = AtomicUsize::new(0);
-    let claim = || {
-        std::iter::from_fn(|| {
-            let start = next.fetch_add(stride, Ordering::Relaxed);
-            let end = start.saturating_add(stride).min(items.len());
-            items.get(start..end).filter(|chunk| !chunk.is_empty()).map(|chunk| (start, chunk))
-        })
-        .flat_map(|(start, chunk)| chunk.iter().enumerate().map(move |(offset, item)| (start + offset, item)))
-    };
-    thread::scope(|scope| {
-        let helpers: Vec<_> = (1..workers).map(|_| scope.spawn(|| work(&mut claim()))).collect();
-        let mut results = vec![work(&mut claim())];
-        let mut all_finished = true;
-        for helper in helpers {
-            match helper.join() {
-                Ok(result) => results.push(result),
-                Err(_) => all_finished = false,
-            }
-        }
-        all_finished.then_some(results)
-    })
-}
-
-pub(super) fn available_cores() -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, NonZeroUsize::get))
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::crypto::SecretKey;
     // A payment from key `seed`: (public key, signing message, signature).
     use crate::testkit::signed_claim as payment;
     use crate::types::{PublicKeyBytes, SignatureBytes};
@@ -519,13 +358,6 @@ mod tests {
                 assert!(expected.is_none_or(|expected| expected == blst), "{tamper:?} at {which}");
             }
         }
-        let jobs: Vec<(PublicKey, Vec<u8>)> = block(&seeds, Tamper::Nothing, 0).0;
-        let jobs: Vec<MillerJob<'_>> =
-            jobs.iter().map(|(public_key, msg)| MillerJob { public_key, msg, group: 0 }).collect();
-        // Per key and one loop per pair differ as Miller-loop values, not after the final exponentiation.
-        let merged = miller_product_per_key(&jobs).unwrap();
-        let plain = miller_loop_products(&jobs, 1).unwrap()[0];
-        assert!(merged.final_exp() == plain.final_exp());
     }
 
     #[test]
@@ -637,18 +469,5 @@ mod tests {
             }
             assert_eq!(cache.aggregate_verify(&pairs, &signature), v.aggregate.valid, "{cached} cached");
         }
-    }
-
-    #[test]
-    fn the_negated_generator_is_minus_the_public_key_of_one() {
-        let mut one = [0u8; 32];
-        one[31] = 1;
-        let generator = public_key_point(&SecretKey::from_bytes(&one).unwrap().public_key());
-        assert_eq!(generator.x, negated_generator().x);
-        assert_ne!(generator.y, negated_generator().y);
-        // e(g1, H) · e(−g1, H) = 1.
-        let h = message_point(&payment(1, 0).0, b"m");
-        let product = blst_fp12::miller_loop(&h, &generator) * blst_fp12::miller_loop(&h, negated_generator());
-        assert!(is_one_after_final_exp(&product));
     }
 }

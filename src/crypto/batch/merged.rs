@@ -26,42 +26,17 @@
 //! whether the whole batch verifies. The caller finds which block is bad
 //! with the per-block check when it does not.
 //!
-//! Within one block no weights are needed: the pairing cache pairs the
-//! payments it has not seen once per sender (`miller_product_per_key`).
+//! The per-sender fold without weights, within one block, is
+//! `pairing::miller_product_per_key`, which the pairing cache uses.
 
-use std::collections::HashMap;
-
-use blst::{blst_fp12, blst_p1_affine, blst_p2, blst_p2_affine};
+use blst::{blst_fp12, blst_p2, blst_p2_affine};
 
 use super::{multi_scalar_mult, random_weights, weighted_product, AggregateSignedMessages};
 use crate::crypto::bls::PublicKey;
-use crate::crypto::pairing_cache::{
-    is_one_after_final_exp, message_point_projective, on_workers, public_key_point, signature_miller_loop,
-    signature_point, MillerJob,
+use crate::crypto::pairing::{
+    hashed_per_key_and_block, is_one_after_final_exp, miller_loop_n, on_workers, signature_miller_loop, to_affine,
+    KeyTerms,
 };
-use crate::types::PublicKeyBytes;
-
-/// Messages a worker hashes at a time.
-const HASH_STRIDE: usize = 16;
-
-/// Pairs a worker takes at a time for Miller loops: blst's `miller_loop_n`
-/// shares the squarings of up to 16.
-const MILLER_N: usize = 16;
-
-/// One payment of the batch: its sender (numbered), block and message.
-struct Message<'a> {
-    key: usize,
-    block: usize,
-    public_key: &'a PublicKey,
-    msg: &'a [u8],
-}
-
-/// What is paired with one key: the sum of its messages' points in each
-/// block it signs in.
-struct KeyTerms<'a> {
-    public_key: &'a PublicKey,
-    per_block: Vec<(usize, blst_p2)>,
-}
 
 /// Whether every block's aggregate signature verifies, in one check with the
 /// messages of each sender merged. `false` also when a worker fails or the
@@ -104,7 +79,7 @@ pub(super) fn all_hold(blocks: &[AggregateSignedMessages]) -> bool {
             let scalars: Option<Vec<u64>> =
                 terms.per_block.iter().map(|(block, _)| weights.get(*block).copied()).collect();
             let sum = scalars.and_then(|scalars| multi_scalar_mult(&to_affine(&points)?, &scalars));
-            pairs.push((sum?, public_key_point(terms.public_key)));
+            pairs.push((sum?, terms.public_key.point()));
         }
         Some(miller_loop_n(&pairs))
     });
@@ -116,7 +91,7 @@ pub(super) fn all_hold(blocks: &[AggregateSignedMessages]) -> bool {
             }
             let points: Vec<blst_p2> = pairs.iter().map(|(_, point)| **point).collect();
             let affine = to_affine(&points)?;
-            let pairs: Vec<_> = affine.into_iter().zip(pairs.iter().map(|(key, _)| public_key_point(key))).collect();
+            let pairs: Vec<_> = affine.into_iter().zip(pairs.iter().map(|(key, _)| key.point())).collect();
             products.push((block, miller_loop_n(&pairs)));
         }
         Some(products)
@@ -135,125 +110,12 @@ pub(super) fn all_hold(blocks: &[AggregateSignedMessages]) -> bool {
     let block_products: Vec<(blst_fp12, u64)> =
         block_products.into_iter().flatten().filter_map(|(block, value)| Some((value, *weights.get(block)?))).collect();
     product *= weighted_product(block_products.iter().map(|(value, weight)| (value, *weight)));
-    let signatures: Vec<blst_p2_affine> = blocks.iter().map(|(_, signature)| signature_point(signature)).collect();
+    let signatures: Vec<blst_p2_affine> = blocks.iter().map(|(_, signature)| signature.point()).collect();
     let Some(signature_sum) = multi_scalar_mult(&signatures, &weights) else {
         return false;
     };
     product *= signature_miller_loop(&signature_sum);
     is_one_after_final_exp(&product)
-}
-
-/// `Π ML(pk, H(pk ‖ msg))` over the jobs (whatever their groups), up to a
-/// factor the final exponentiation removes: each key's messages are hashed,
-/// summed, and paired once, so a block's payments not in the pairing cache
-/// cost one Miller loop per sender. `None` if a worker failed or a sum is
-/// the identity; the caller then computes the plain product.
-pub(in crate::crypto) fn miller_product_per_key(jobs: &[MillerJob<'_>]) -> Option<blst_fp12> {
-    let keys = hashed_per_key_and_block(jobs.iter().map(|job| (0, job.public_key, job.msg)))?;
-    let sums: Vec<(&PublicKey, blst_p2)> =
-        keys.iter().flat_map(|terms| terms.per_block.iter().map(move |(_, sum)| (terms.public_key, *sum))).collect();
-    let partials = on_workers(&sums, MILLER_N, |claimed| {
-        let mut product = blst_fp12::default();
-        let claimed: Vec<_> = claimed.map(|(_, pair)| pair).collect();
-        for chunk in claimed.chunks(MILLER_N) {
-            let points: Vec<blst_p2> = chunk.iter().map(|(_, sum)| *sum).collect();
-            let keys = chunk.iter().map(|(public_key, _)| public_key_point(public_key));
-            product *= miller_loop_n(&to_affine(&points)?.into_iter().zip(keys).collect::<Vec<_>>());
-        }
-        Some(product)
-    })?;
-    let mut product = blst_fp12::default();
-    for partial in partials {
-        product *= partial?;
-    }
-    Some(product)
-}
-
-/// Every message hashed to G2 (on every core) and summed per key and block;
-/// the keys in the order they first appear. `None` if a worker failed or a
-/// sum is the identity (which no honest batch produces; the per-block check
-/// then decides).
-fn hashed_per_key_and_block<'a>(
-    pairs: impl Iterator<Item = (usize, &'a PublicKey, &'a [u8])>,
-) -> Option<Vec<KeyTerms<'a>>> {
-    let mut numbers: HashMap<PublicKeyBytes, usize> = HashMap::new();
-    let mut keys: Vec<KeyTerms<'a>> = Vec::new();
-    let mut messages = Vec::new();
-    for (block, public_key, msg) in pairs {
-        let key = *numbers.entry(public_key.to_bytes()).or_insert_with(|| {
-            keys.push(KeyTerms { public_key, per_block: Vec::new() });
-            keys.len() - 1
-        });
-        messages.push(Message { key, block, public_key, msg });
-    }
-    let partial_sums = on_workers(&messages, HASH_STRIDE, |claimed| {
-        let mut sums: HashMap<(usize, usize), blst_p2> = HashMap::new();
-        for (_, message) in claimed {
-            let point = message_point_projective(message.public_key, message.msg);
-            add_into(&mut sums, (message.key, message.block), &point);
-        }
-        sums
-    })?;
-    let mut sums: HashMap<(usize, usize), blst_p2> = HashMap::new();
-    for partial in partial_sums {
-        for (at, point) in partial {
-            add_into(&mut sums, at, &point);
-        }
-    }
-    let mut sums: Vec<((usize, usize), blst_p2)> = sums.into_iter().collect();
-    // Blocks in order within each key, so the work does not depend on hashing order.
-    sums.sort_unstable_by_key(|(at, _)| *at);
-    for ((key, block), point) in sums {
-        // SAFETY: blst reads the local point.
-        if unsafe { blst::blst_p2_is_inf(&point) } {
-            return None;
-        }
-        keys.get_mut(key)?.per_block.push((block, point));
-    }
-    Some(keys)
-}
-
-fn add_into(sums: &mut HashMap<(usize, usize), blst_p2>, at: (usize, usize), point: &blst_p2) {
-    match sums.get_mut(&at) {
-        Some(sum) => {
-            let previous = *sum;
-            // SAFETY: blst reads two local points and writes a third; it
-            // handles equal points (doubling) and the identity.
-            unsafe { blst::blst_p2_add_or_double(sum, &previous, point) };
-        }
-        None => {
-            sums.insert(at, *point);
-        }
-    }
-}
-
-/// Projective points in affine coordinates, with one shared inversion.
-fn to_affine(points: &[blst_p2]) -> Option<Vec<blst_p2_affine>> {
-    if points.is_empty() {
-        return Some(Vec::new());
-    }
-    let mut affine = vec![blst_p2_affine::default(); points.len()];
-    let arrays = [points.as_ptr(), std::ptr::null()];
-    // SAFETY: `points` holds `points.len()` contiguous points (a null second
-    // pointer says so to blst) and `affine` has room for as many results.
-    unsafe { blst::blst_p2s_to_affine(affine.as_mut_ptr(), arrays.as_ptr(), points.len()) };
-    Some(affine)
-}
-
-/// `Π ML(P_k, Q_k)` with the squarings of the loops shared (blst runs them
-/// in groups of up to 16).
-fn miller_loop_n(pairs: &[(blst_p2_affine, blst_p1_affine)]) -> blst_fp12 {
-    let mut product = blst_fp12::default();
-    if pairs.is_empty() {
-        return product;
-    }
-    let (qs, ps): (Vec<blst_p2_affine>, Vec<blst_p1_affine>) = pairs.iter().copied().unzip();
-    let q_arrays = [qs.as_ptr(), std::ptr::null()];
-    let p_arrays = [ps.as_ptr(), std::ptr::null()];
-    // SAFETY: `qs` and `ps` each hold `pairs.len()` contiguous points (a null
-    // second pointer says so to blst); blst writes only `product`.
-    unsafe { blst::blst_miller_loop_n(&mut product, q_arrays.as_ptr(), p_arrays.as_ptr(), pairs.len()) };
-    product
 }
 
 #[cfg(test)]
