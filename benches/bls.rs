@@ -11,7 +11,7 @@
 //! median ratio over the rounds). `BLS_BENCH_ROUNDS=0` skips them.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use blst::{blst_p1_affine, blst_p2_affine, min_pk, Pairing, BLST_ERROR};
 use criterion::{criterion_group, BatchSize, Criterion, SamplingMode, Throughput};
@@ -21,6 +21,9 @@ use ourcoin::crypto::pairing_cache::PairingCache;
 use ourcoin::crypto::{PublicKey, Signature};
 use ourcoin::testkit::{regtest, TestKey};
 use ourcoin::types::Address;
+
+mod common;
+use common::{median, seconds};
 
 const BLOCK_PAYMENTS: usize = 5_000;
 const SENDERS: u64 = 500;
@@ -190,17 +193,6 @@ fn admission(c: &mut Criterion) {
         )
     });
     group.finish();
-}
-
-fn seconds(run: impl FnOnce()) -> f64 {
-    let start = Instant::now();
-    run();
-    start.elapsed().as_secs_f64()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The targets' ratios, from interleaved rounds: the median over rounds of the

@@ -53,6 +53,9 @@ use ourcoin::types::{Address, Block, BlockHeader, CompactTarget, SignedTransacti
 use serde_json::Value;
 use tempfile::TempDir;
 
+mod common;
+use common::{median, seconds};
+
 // ---- sizes ------------------------------------------------------------------
 
 /// The block of the signature figures: `BLOCK_PAYERS` keys paying
@@ -218,18 +221,7 @@ fn step<T>(name: &str, run: impl FnOnce() -> Result<T>) -> Option<T> {
     }
 }
 
-// ---- timing -----------------------------------------------------------------
-
-fn seconds(run: impl FnOnce()) -> f64 {
-    let start = Instant::now();
-    run();
-    start.elapsed().as_secs_f64()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
+// ---- threads ----------------------------------------------------------------
 
 /// Runs `work(i)` for `i` in `0..count` on one plain thread per core; the
 /// results in order of `i`.
