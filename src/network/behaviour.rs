@@ -42,6 +42,13 @@ pub enum BehaviourError {
 pub const MAX_CONNECTIONS: u32 = 125;
 pub const MAX_INBOUND_CONNECTIONS: u32 = 100;
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Concurrent inbound and outbound streams per connection (libp2p's default
+/// is 100). Each inbound sync stream may carry up to `MAX_SYNC_RESPONSE_BYTES`
+/// of reply, so this and the connection limits bound what peers can make us
+/// hold: our own sync keeps at most a few requests in flight per peer.
+pub const MAX_SYNC_STREAMS: usize = 8;
+/// A client asks one thing at a time; a few streams leave room for a script.
+pub const MAX_QUERY_STREAMS: usize = 4;
 
 /// Gossipsub score thresholds: below `graylist` a peer's messages are ignored.
 fn score_thresholds() -> gossipsub::PeerScoreThresholds {
@@ -132,12 +139,16 @@ impl Behaviour {
         let sync = request_response::Behaviour::with_codec(
             PostcardCodec::new(MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES),
             [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
-            request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(MAX_SYNC_STREAMS),
         );
         let query = request_response::Behaviour::with_codec(
             PostcardCodec::new(MAX_QUERY_REQUEST_BYTES, MAX_QUERY_RESPONSE_BYTES),
             [(StreamProtocol::new(QUERY_PROTOCOL), ProtocolSupport::Inbound)],
-            request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(MAX_QUERY_STREAMS),
         );
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(MAX_CONNECTIONS))

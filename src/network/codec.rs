@@ -31,6 +31,9 @@ impl<Req, Resp> Clone for PostcardCodec<Req, Resp> {
     }
 }
 
+/// What a frame's buffer starts with; it grows with what actually arrives.
+const INITIAL_FRAME_CAPACITY: usize = 64 * 1024;
+
 /// Reads one length-prefixed frame of at most `cap` bytes and decodes it.
 pub async fn read_frame<T, R>(io: &mut R, cap: usize) -> io::Result<T>
 where
@@ -46,8 +49,17 @@ where
             format!("message of {len} bytes is over the cap of {cap}"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    // Grown as bytes arrive, never reserved at the claimed length: a peer
+    // that claims the cap and sends nothing costs us a small buffer.
+    let mut buf = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
+    let want = u64::try_from(len).unwrap_or(u64::MAX);
+    io.take(want).read_to_end(&mut buf).await?;
+    if buf.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("message ended after {} of its {len} bytes", buf.len()),
+        ));
+    }
     decode(&buf, cap).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
@@ -134,6 +146,17 @@ mod tests {
             let mut frame = Cursor::new(vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
             let err = read_frame::<Vec<u8>, _>(&mut frame, 1024).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        });
+    }
+
+    #[test]
+    fn a_frame_claiming_the_cap_reserves_only_what_arrives() {
+        futures::executor::block_on(async {
+            // Claims 8 MiB, sends three bytes: refused as truncated, and the
+            // buffer never grew past what came.
+            let mut frame = Cursor::new(vec![0x00, 0x80, 0x00, 0x00, 1, 2, 3]);
+            let err = read_frame::<Vec<u8>, _>(&mut frame, 16 * 1024 * 1024).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         });
     }
 

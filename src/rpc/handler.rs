@@ -1,12 +1,10 @@
 //! Answers the read-only queries from the chain, the mempool and what the
 //! network layer knows. Submissions change state and are the node's to handle.
 
-use std::collections::HashMap;
-
 use crate::chain::{Chain, ChainStore, StoreError};
 use crate::crypto::Target;
 use crate::mempool::Mempool;
-use crate::types::{Address, Block, BlockHash, Network, SignedTransaction, Txid};
+use crate::types::{Address, Block, Network, SignedTransaction, Txid};
 
 use super::{
     BalanceReply, BlockId, BlockReply, HistoryEntry, HistoryReply, MempoolReply, PeerReply, QueryRequest,
@@ -137,15 +135,15 @@ fn history<S: ChainStore>(
     transactions.reverse();
     transactions.truncate(limit);
     let remaining = limit.saturating_sub(transactions.len());
-    let mut blocks: HashMap<BlockHash, Block> = HashMap::new();
+    // One block read at a time: entries of the same block come together in
+    // the index, so the last block read is kept and nothing else (a history
+    // of 100 entries in 100 full blocks must not hold 200 MiB).
+    let mut current: Option<Block> = None;
     for (location, _txid) in chain.store().address_history(address, remaining)? {
-        let block = match blocks.entry(location.block) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => match chain.block(&location.block)? {
-                Some(block) => entry.insert(block),
-                None => continue,
-            },
-        };
+        if current.as_ref().is_none_or(|b| b.hash() != location.block) {
+            current = chain.block(&location.block)?;
+        }
+        let Some(block) = current.as_ref() else { continue };
         let confirmations = confirmations(chain, location.height);
         transactions.extend(confirmed_entry(network, block, location.index as usize, confirmations));
     }
