@@ -58,6 +58,11 @@ pub struct MempoolConfig {
     pub expiry_secs: u64,
     /// A nonce more than this far above the account's is refused.
     pub max_future_nonces: u64,
+    /// The most transactions held that are not ready (waiting behind a nonce
+    /// gap). They are never mined until the gap fills, so they get a small
+    /// share of the pool of their own, are evicted first, and never push a
+    /// ready transaction out.
+    pub max_gapped: usize,
 }
 
 impl Default for MempoolConfig {
@@ -70,6 +75,7 @@ impl Default for MempoolConfig {
             min_relay_fee: MIN_RELAY_FEE,
             expiry_secs: EXPIRY_SECS,
             max_future_nonces: MAX_FUTURE_NONCES,
+            max_gapped: 5_000,
         }
     }
 }
@@ -169,6 +175,17 @@ impl SenderQueue {
     fn tail(&self) -> Option<Txid> {
         self.by_nonce.last_key_value().map(|(_, txid)| *txid)
     }
+
+    /// How many of its transactions wait behind a gap (always its highest nonces).
+    fn gapped(&self) -> usize {
+        self.by_nonce.len().saturating_sub(self.ready().len())
+    }
+
+    /// The lowest nonce that is not ready: everything from here up waits behind a gap.
+    fn first_gapped_nonce(&self) -> u64 {
+        let ready = u64::try_from(self.ready().len()).unwrap_or(u64::MAX);
+        self.account_nonce.saturating_add(ready)
+    }
 }
 
 /// Whether admission runs the BLS signature check.
@@ -193,6 +210,8 @@ pub struct Mempool {
     by_arrival: BTreeSet<(u64, Txid)>,
     by_recipient: HashMap<Address, BTreeSet<Txid>>,
     bytes: usize,
+    /// Entries that are not ready, over all senders.
+    gapped: usize,
     next_seq: u64,
     /// Pairings of admitted transactions, kept for block validation.
     signature_cache: Option<Arc<PairingCache>>,
@@ -248,6 +267,7 @@ impl Mempool {
             by_arrival: BTreeSet::new(),
             by_recipient: HashMap::new(),
             bytes: 0,
+            gapped: 0,
             next_seq: 0,
             signature_cache: None,
         }
@@ -388,7 +408,7 @@ impl Mempool {
             added_at: now,
             seq: self.next_seq,
         };
-        let victims = self.plan_eviction(txid, &entry, replaced)?;
+        let victims = self.plan_eviction(txid, &entry, replaced, account.nonce)?;
         Ok(Prepared { txid, entry, replaced, victims })
     }
 
@@ -473,8 +493,12 @@ impl Mempool {
     /// future nonces, and, from the highest nonce down, those its balance no
     /// longer covers. Returns what was dropped.
     fn revalidate_sender(&mut self, sender: &Address, account: &Account) -> Vec<Txid> {
+        let gapped_before = self.gapped_of(sender);
         let Some(queue) = self.senders.get_mut(sender) else { return Vec::new() };
         queue.account_nonce = account.nonce;
+        // A new account nonce moves the ready run: recount before removing.
+        let gapped_now = queue.gapped();
+        self.gapped = self.gapped.saturating_sub(gapped_before).saturating_add(gapped_now);
         let mut doomed: Vec<Txid> = queue.by_nonce.range(..account.nonce).map(|(_, id)| *id).collect();
         let horizon = account.nonce.saturating_add(self.config.max_future_nonces);
         let mut total = Amount::ZERO;
@@ -499,6 +523,8 @@ impl Mempool {
     }
 
     fn insert_entry(&mut self, txid: Txid, entry: PoolEntry, account_nonce: u64) {
+        let gapped_before = self.gapped_of(&entry.sender);
+        let sender = entry.sender;
         let key = entry.fee_key(txid);
         let queue = self
             .senders
@@ -520,9 +546,27 @@ impl Mempool {
         self.by_recipient.entry(entry.stx.tx.recipient).or_default().insert(txid);
         self.bytes = self.bytes.saturating_add(entry.pool_bytes);
         self.entries.insert(txid, entry);
+        self.gapped = self.gapped.saturating_sub(gapped_before).saturating_add(self.gapped_of(&sender));
+    }
+
+    fn gapped_of(&self, sender: &Address) -> usize {
+        self.senders.get(sender).map_or(0, SenderQueue::gapped)
+    }
+
+    /// Transactions held that wait behind a nonce gap.
+    pub fn gapped_count(&self) -> usize {
+        self.gapped
     }
 
     fn remove_entry(&mut self, txid: &Txid) -> Option<PoolEntry> {
+        let sender = self.entries.get(txid)?.sender;
+        let gapped_before = self.gapped_of(&sender);
+        let removed = self.remove_entry_uncounted(txid);
+        self.gapped = self.gapped.saturating_sub(gapped_before).saturating_add(self.gapped_of(&sender));
+        removed
+    }
+
+    fn remove_entry_uncounted(&mut self, txid: &Txid) -> Option<PoolEntry> {
         let entry = self.entries.remove(txid)?;
         let key = entry.fee_key(*txid);
         self.by_fee.remove(&key);

@@ -91,6 +91,9 @@ fn assert_consistent(pool: &Mempool) {
     }
     assert_eq!(queued, pool.entries.len());
     assert_eq!(tails, pool.tails);
+    let gapped: usize = pool.senders.values().map(|q| q.by_nonce.len() - q.ready().len()).sum();
+    assert_eq!(pool.gapped, gapped, "the gapped count follows every change");
+    assert!(pool.gapped <= pool.config.max_gapped);
     for (txid, entry) in &pool.entries {
         assert!(pool.by_fee.contains(&entry.fee_key(*txid)));
         assert!(pool.by_arrival.contains(&(entry.added_at, *txid)));
@@ -422,6 +425,70 @@ fn a_full_pool_evicts_the_lowest_fee_from_the_highest_nonce_down() {
     assert_eq!(added.evicted, vec![a_txs[2].txid()]);
     assert_no_gap_created(&before, &pool);
     assert_eq!(nonces_of(&pool, &a.address), vec![0, 1]);
+    assert_consistent(&pool);
+}
+
+fn pool_with_gapped_cap(max_count: usize, max_gapped: usize) -> Mempool {
+    Mempool::new(regtest(), MempoolConfig { max_count, max_gapped, ..MempoolConfig::default() })
+}
+
+#[test]
+fn high_fee_gapped_payments_never_push_out_ready_ones() {
+    // The attack: future-nonce payments that can never be mined, at a high
+    // fee, filling a full pool of honest ready payments.
+    let honest: Vec<TestKey> = (1..=4).map(TestKey::new).collect();
+    let attacker = TestKey::new(9);
+    let mut pool = pool_with_gapped_cap(4, 2);
+    let funds = account(1_000_000, 0);
+    for key in &honest {
+        pool.add(pay(key, 2_000, 0), funds, 0).unwrap();
+    }
+    // Nonce 1 with nonce 0 missing: gapped, and the pool is full of ready ones.
+    assert_eq!(pool.add(pay(&attacker, 90_000, 1), funds, 0), Err(ValidationError::MempoolFull));
+    assert_eq!(pool.len(), 4);
+    assert!(honest.iter().all(|k| nonces_of(&pool, &k.address) == vec![0]));
+    assert_consistent(&pool);
+}
+
+#[test]
+fn gapped_payments_have_a_cap_of_their_own_and_go_first() {
+    let (a, b, c) = (TestKey::new(1), TestKey::new(2), TestKey::new(3));
+    let mut pool = pool_with_gapped_cap(10, 2);
+    let funds = account(1_000_000, 0);
+    let a1 = pay(&a, 50_000, 1);
+    let b1 = pay(&b, 60_000, 1);
+    pool.add(a1, funds, 0).unwrap();
+    pool.add(b1, funds, 0).unwrap();
+    assert_eq!(pool.gapped_count(), 2);
+    // A third gapped payment must outbid the cheapest gapped one, and takes its place.
+    assert_eq!(pool.add(pay(&c, 50_000, 1), funds, 0), Err(ValidationError::MempoolFull));
+    let added = pool.add(pay(&c, 55_000, 1), funds, 0).unwrap();
+    assert_eq!(added.evicted, vec![a1.txid()]);
+    assert_eq!(pool.gapped_count(), 2);
+    assert_consistent(&pool);
+
+    // A full pool: a ready newcomer evicts gapped ones first, whatever they pay.
+    let mut full = pool_with_gapped_cap(3, 2);
+    let d = TestKey::new(4);
+    full.add(pay(&d, 1_500, 0), funds, 0).unwrap();
+    full.add(a1, funds, 0).unwrap();
+    full.add(b1, funds, 0).unwrap();
+    let added = full.add(pay(&c, 1_200, 0), funds, 0).unwrap();
+    assert_eq!(added.evicted, vec![a1.txid()], "the cheapest gapped one goes, not the cheaper ready one");
+    assert_eq!(nonces_of(&full, &d.address), vec![0]);
+    assert_consistent(&full);
+}
+
+#[test]
+fn filling_a_gap_makes_payments_ready_and_the_count_follows() {
+    let a = TestKey::new(1);
+    let mut pool = pool_with_gapped_cap(10, 3);
+    let funds = account(1_000_000, 0);
+    pool.add(pay(&a, 2_000, 2), funds, 0).unwrap();
+    pool.add(pay(&a, 2_000, 1), funds, 0).unwrap();
+    assert_eq!(pool.gapped_count(), 2);
+    pool.add(pay(&a, 2_000, 0), funds, 0).unwrap();
+    assert_eq!(pool.gapped_count(), 0);
     assert_consistent(&pool);
 }
 
