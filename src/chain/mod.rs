@@ -102,6 +102,15 @@ pub struct Chain<S: ChainStore> {
     signature_cache: Option<std::sync::Arc<crate::crypto::pairing_cache::PairingCache>>,
 }
 
+/// How a block reached us: the fork-spam rule applies only to blocks nobody asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Asked for along a validated header chain (sync), or our own.
+    Requested,
+    /// Relayed to us (gossip): stored only on a chain with at least the best chain's work.
+    Unrequested,
+}
+
 /// Whether `accept_block` checks the aggregate signature itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignatureCheck {
@@ -363,8 +372,34 @@ impl<S: ChainStore> Chain<S> {
         signatures: &dyn SignatureSource,
         check: SignatureCheck,
     ) -> Result<BlockAccepted, ChainError> {
+        self.accept_arrived(block, now, signatures, check, Arrival::Requested)
+    }
+
+    /// [`Chain::accept_block`] for a block that arrived unrequested: one on a
+    /// chain with less cumulative work than the best is refused with
+    /// `LessWorkThanBest` before any costly check, and nothing is written
+    /// (Bitcoin Core's rule for unrequested blocks). Otherwise a cheap fork
+    /// from genesis, whose back-dated block 1 makes ASERT hand out easy
+    /// targets, would make every node store it for ever.
+    pub fn accept_unrequested_block(
+        &mut self,
+        block: Block,
+        now: u64,
+        signatures: &dyn SignatureSource,
+    ) -> Result<BlockAccepted, ChainError> {
+        self.accept_arrived(block, now, signatures, SignatureCheck::Verify, Arrival::Unrequested)
+    }
+
+    fn accept_arrived(
+        &mut self,
+        block: Block,
+        now: u64,
+        signatures: &dyn SignatureSource,
+        check: SignatureCheck,
+        arrival: Arrival,
+    ) -> Result<BlockAccepted, ChainError> {
         let hash = block.hash();
-        let outcome = self.accept_one(block, now, signatures, check)?;
+        let outcome = self.accept_one(block, now, signatures, check, arrival)?;
         let mut update = match outcome {
             BlockAccepted::BestChain(update) => update,
             BlockAccepted::SideChain => ChainUpdate::default(),
@@ -374,8 +409,9 @@ impl<S: ChainStore> Chain<S> {
         let mut ready = self.orphans.take_children(&hash);
         while let Some(child) = ready.pop() {
             let child_hash = child.hash();
-            if let Ok(BlockAccepted::BestChain(more)) = self.accept_one(child, now, signatures, SignatureCheck::Verify)
-            {
+            // Orphans were never asked for along a validated chain.
+            let accepted = self.accept_one(child, now, signatures, SignatureCheck::Verify, Arrival::Unrequested);
+            if let Ok(BlockAccepted::BestChain(more)) = accepted {
                 update.absorb(more);
                 side_chain = false;
             }
@@ -390,6 +426,7 @@ impl<S: ChainStore> Chain<S> {
         now: u64,
         signatures: &dyn SignatureSource,
         check: SignatureCheck,
+        arrival: Arrival,
     ) -> Result<BlockAccepted, ChainError> {
         let hash = block.hash();
         if let Some(entry) = self.index.get(&hash) {
@@ -412,6 +449,12 @@ impl<S: ChainStore> Chain<S> {
             self.mark_invalid(hash, block.header)?;
             return Err(ValidationError::InvalidAncestor.into());
         }
+        let parent_work = parent_entry.as_ref().map(|p| p.cumulative_work).unwrap_or_default();
+        let work = parent_work.checked_add(block_work(&block.header)).unwrap_or(parent_work);
+        if arrival == Arrival::Unrequested && work < self.tip_work() {
+            // Not marked either: the index holds only what is stored or known invalid.
+            return Err(ValidationError::LessWorkThanBest.into());
+        }
         let context = ParentContext { parent: &parent, median_time_past, anchor: anchor.as_ref() };
         match consensus::check_header_against_parent(self.params, &block.header, &context, now) {
             Ok(()) => {}
@@ -430,8 +473,6 @@ impl<S: ChainStore> Chain<S> {
             }
         }
 
-        let parent_work = parent_entry.map(|p| p.cumulative_work).unwrap_or_default();
-        let work = parent_work.checked_add(block_work(&block.header)).unwrap_or(parent_work);
         self.store.put_block(&block)?;
         let seen = self.next_seen;
         self.next_seen += 1;

@@ -68,6 +68,40 @@ fn the_first_seen_block_wins_a_tie() {
 }
 
 #[test]
+fn an_unrequested_block_with_less_work_is_refused_and_not_stored() {
+    let mut chain = new_chain();
+    let genesis = chain.tip();
+    for _ in 0..3 {
+        extend(&mut chain, Address([1; 20]), &[]).unwrap();
+    }
+    let fork = block_on_parent(&chain, &genesis, Address([2; 20]), &[]);
+    let now = now_for(&chain);
+    assert_eq!(
+        chain.accept_unrequested_block(fork.clone(), now, &NoSignatures),
+        Err(ChainError::Invalid(ValidationError::LessWorkThanBest))
+    );
+    assert!(!chain.knows(&fork.hash()));
+    assert!(chain.store().block(&fork.hash()).unwrap().is_none(), "no disk for a losing fork");
+    // The same block asked for along a header chain (sync) is stored as a side chain.
+    assert_eq!(chain.accept_block(fork.clone(), now, &NoSignatures), Ok(BlockAccepted::SideChain));
+    assert!(chain.store().block(&fork.hash()).unwrap().is_some());
+}
+
+#[test]
+fn an_unrequested_block_with_as_much_work_as_the_best_is_stored() {
+    let mut chain = new_chain();
+    extend(&mut chain, Address([1; 20]), &[]).unwrap();
+    let parent = chain.best_hash_at(0).unwrap();
+    let rival = block_on_parent(&chain, &parent, Address([2; 20]), &[]);
+    let now = now_for(&chain);
+    // A competing tip of equal work: stored (and relayed), the first seen stays best.
+    assert_eq!(chain.accept_unrequested_block(rival.clone(), now, &NoSignatures), Ok(BlockAccepted::SideChain));
+    assert!(chain.knows(&rival.hash()));
+    let next = block_on_parent(&chain, &rival.hash(), Address([2; 20]), &[]);
+    assert!(matches!(chain.accept_unrequested_block(next, now, &NoSignatures), Ok(BlockAccepted::BestChain(_))));
+}
+
+#[test]
 fn a_duplicate_block_is_reported() {
     let mut chain = new_chain();
     let block = block_on_tip(&chain, Address([1; 20]), &[]);

@@ -68,6 +68,8 @@ pub enum ValidationError {
     InvalidAncestor,
     #[error("block is already known")]
     DuplicateBlock,
+    #[error("unrequested block is on a chain with less work than the best chain")]
+    LessWorkThanBest,
 
     // Against the ledger.
     #[error("coinbase pays {found}, more than subsidy plus fees {expected}")]

@@ -61,8 +61,9 @@ pub fn verdict(error: &ValidationError) -> Verdict {
             Verdict::Reject { penalty: PENALTY_INVALID }
         }
 
-        // Not yet useful, or already known: never punished.
-        E::UnknownParent(_) | E::TimeTooFarAhead { .. } | E::DuplicateBlock => Verdict::Ignore,
+        // Not yet useful, or already known: never punished. A block on a
+        // losing fork is what an honest peer on that fork sends.
+        E::UnknownParent(_) | E::TimeTooFarAhead { .. } | E::DuplicateBlock | E::LessWorkThanBest => Verdict::Ignore,
 
         // Mempool policy: depends on our pool and tip.
         E::FeeBelowMinimum { .. }

@@ -19,7 +19,9 @@ use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
-use crate::chain::{BlockAccepted, Chain, ChainError, ChainStore, ChainUpdate, SignatureCheck, SignatureSource};
+use crate::chain::{
+    Arrival, BlockAccepted, Chain, ChainError, ChainStore, ChainUpdate, SignatureCheck, SignatureSource,
+};
 use crate::consensus::rules;
 use crate::consensus::verdict::{verdict, verdict_for_transaction, Verdict};
 use crate::consensus::{Params, ValidationError};
@@ -607,13 +609,13 @@ impl Node {
             }
         };
         let hash = block.hash();
-        match self.accept_blocks(vec![block]) {
+        match self.accept_blocks_with(vec![block], SignatureCheck::Verify, Arrival::Unrequested) {
             Ok(()) => self.report(id, source, Verdict::Accept).await,
             Err(ChainError::Invalid(e)) => {
                 if let ValidationError::UnknownParent(_) = e {
                     // We are behind or on another branch: ask this peer for its headers.
                     self.start_sync_from(source).await;
-                } else if !matches!(e, ValidationError::DuplicateBlock) {
+                } else if !matches!(e, ValidationError::DuplicateBlock | ValidationError::LessWorkThanBest) {
                     tracing::info!(%source, %hash, "block refused: {e}");
                 }
                 self.report(id, source, verdict(&e)).await;
@@ -643,15 +645,24 @@ impl Node {
     /// Validates and connects blocks, flushes once, then updates the mempool
     /// and the miner. The first error stops the batch.
     fn accept_blocks(&mut self, blocks: Vec<Block>) -> Result<(), ChainError> {
-        self.accept_blocks_with(blocks, SignatureCheck::Verify)
+        self.accept_blocks_with(blocks, SignatureCheck::Verify, Arrival::Requested)
     }
 
-    fn accept_blocks_with(&mut self, blocks: Vec<Block>, check: SignatureCheck) -> Result<(), ChainError> {
+    fn accept_blocks_with(
+        &mut self,
+        blocks: Vec<Block>,
+        check: SignatureCheck,
+        arrival: Arrival,
+    ) -> Result<(), ChainError> {
         let now = unix_now();
         let mut update = ChainUpdate::default();
         let mut result = Ok(());
         for block in blocks {
-            match self.chain.accept_block_with(block, now, &self.mempool, check) {
+            let accepted = match arrival {
+                Arrival::Requested => self.chain.accept_block_with(block, now, &self.mempool, check),
+                Arrival::Unrequested => self.chain.accept_unrequested_block(block, now, &self.mempool),
+            };
+            match accepted {
                 Ok(BlockAccepted::BestChain(more)) => {
                     update.disconnected.extend(more.disconnected);
                     update.connected.extend(more.connected);
@@ -883,7 +894,7 @@ impl Node {
         // are skipped, or the first duplicate would stop the batch.
         let blocks: Vec<Block> =
             blocks.into_iter().filter(|block| self.chain.entry(&block.hash()).is_none_or(|e| e.invalid)).collect();
-        let accepted = self.accept_blocks_with(blocks, SignatureCheck::AlreadyVerified);
+        let accepted = self.accept_blocks_with(blocks, SignatureCheck::AlreadyVerified, Arrival::Requested);
         let accepted = match (accepted, bad) {
             (Ok(()), Some((_, e))) => Err(ChainError::Invalid(e)),
             (other, _) => other,
