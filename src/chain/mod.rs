@@ -407,10 +407,10 @@ impl<S: ChainStore> Chain<S> {
         let mut side_chain = update.is_empty();
         // Blocks that were waiting for this one.
         let mut ready = self.orphans.take_children(&hash);
-        while let Some(child) = ready.pop() {
+        while let Some((child, child_arrival)) = ready.pop() {
             let child_hash = child.hash();
-            // Orphans were never asked for along a validated chain.
-            let accepted = self.accept_one(child, now, signatures, SignatureCheck::Verify, Arrival::Unrequested);
+            // Each child is judged by how it arrived itself.
+            let accepted = self.accept_one(child, now, signatures, SignatureCheck::Verify, child_arrival);
             if let Ok(BlockAccepted::BestChain(more)) = accepted {
                 update.absorb(more);
                 side_chain = false;
@@ -441,7 +441,7 @@ impl<S: ChainStore> Chain<S> {
             // would refuse anyway.
             check_not_too_far_ahead(self.params, &block.header, now)?;
             let prev = block.header.prev;
-            self.orphans.insert(block, now);
+            self.orphans.insert(block, now, arrival);
             return Err(ValidationError::UnknownParent(prev).into());
         };
         let parent_entry = self.index.get(&block.header.prev).cloned();
@@ -451,7 +451,11 @@ impl<S: ChainStore> Chain<S> {
         }
         let parent_work = parent_entry.as_ref().map(|p| p.cumulative_work).unwrap_or_default();
         let work = parent_work.checked_add(block_work(&block.header)).unwrap_or(parent_work);
-        if arrival == Arrival::Unrequested && work < self.tip_work() {
+        // Orphans already waiting on this block count: a relayed branch that
+        // arrived out of order is judged by the work it brings as a whole.
+        if arrival == Arrival::Unrequested
+            && work.checked_add(self.orphans.descendant_work(&hash)).unwrap_or(work) < self.tip_work()
+        {
             // Not marked either: the index holds only what is stored or known invalid.
             return Err(ValidationError::LessWorkThanBest.into());
         }

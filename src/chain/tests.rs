@@ -102,6 +102,48 @@ fn an_unrequested_block_with_as_much_work_as_the_best_is_stored() {
 }
 
 #[test]
+fn a_relayed_branch_arriving_children_first_is_judged_by_its_whole_work() {
+    let mut chain = new_chain();
+    let genesis = chain.tip();
+    extend(&mut chain, Address([1; 20]), &[]).unwrap();
+    // A rival branch of two blocks, built elsewhere, relayed child first.
+    let mut other = new_chain();
+    let r1 = block_on_parent(&other, &genesis, Address([2; 20]), &[]);
+    accept(&mut other, r1.clone()).unwrap();
+    let r2 = block_on_tip(&other, Address([2; 20]), &[]);
+    let now = now_for(&chain);
+    assert_eq!(
+        chain.accept_unrequested_block(r2.clone(), now, &NoSignatures),
+        Err(ChainError::Invalid(ValidationError::UnknownParent(r1.hash())))
+    );
+    // r1 alone ties the best chain at most; with its waiting child it has more work.
+    match chain.accept_unrequested_block(r1, now, &NoSignatures).unwrap() {
+        BlockAccepted::BestChain(update) => assert_eq!(update.connected.len(), 2),
+        other => panic!("expected the branch to become best, got {other:?}"),
+    }
+    assert_eq!(chain.tip(), r2.hash());
+}
+
+#[test]
+fn a_relayed_orphan_keeps_its_arrival_when_its_parent_is_requested() {
+    let mut chain = new_chain();
+    let genesis = chain.tip();
+    for _ in 0..3 {
+        extend(&mut chain, Address([1; 20]), &[]).unwrap();
+    }
+    let mut other = new_chain();
+    let f1 = block_on_parent(&other, &genesis, Address([2; 20]), &[]);
+    accept(&mut other, f1.clone()).unwrap();
+    let f2 = block_on_tip(&other, Address([2; 20]), &[]);
+    let now = now_for(&chain);
+    let _ = chain.accept_unrequested_block(f2.clone(), now, &NoSignatures);
+    // Asking for the parent does not make its relayed, losing child stored.
+    assert_eq!(chain.accept_block(f1.clone(), now, &NoSignatures), Ok(BlockAccepted::SideChain));
+    assert!(chain.knows(&f1.hash()));
+    assert!(!chain.knows(&f2.hash()), "the relayed child of a losing fork is not stored");
+}
+
+#[test]
 fn a_duplicate_block_is_reported() {
     let mut chain = new_chain();
     let block = block_on_tip(&chain, Address([1; 20]), &[]);
