@@ -5,6 +5,7 @@
 //! clock, disk or socket; the store, miner threads and network sit at the edge.
 
 pub mod chain;
+pub mod codec;
 pub mod consensus;
 pub mod crypto;
 pub mod mempool;

@@ -35,7 +35,7 @@ use ourcoin::network::protocol::{
     ChainStatus, SyncRequest, SyncResponse, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES, SYNC_PROTOCOL,
     SYNC_VERSION,
 };
-use ourcoin::network::{Client, Command, NetworkEvent, Topic};
+use ourcoin::network::{Client, Command, NetworkEvent, NetworkEvents, Topic};
 use ourcoin::node::{unix_now, BAN_SCORE};
 use ourcoin::testkit::{block_on_tip, mine_block, regtest};
 use ourcoin::types::{
@@ -161,7 +161,6 @@ struct Observed {
 }
 
 enum Reply {
-    Sync(PeerId, Result<SyncResponse, String>),
     Block(PeerId),
 }
 
@@ -189,6 +188,7 @@ impl HostilePeer {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr")],
             external_addrs: Vec::new(),
             query_allowed: Box::new(|_| false),
+            status: None,
         };
         let (client, events, event_loop) = {
             let _entered = runtime.enter();
@@ -213,7 +213,7 @@ impl HostilePeer {
     }
 
     fn command(&self, command: Command) {
-        assert!(self.runtime.block_on(self.client.send(command)), "{}'s event loop stopped", self.name);
+        assert!(self.client.send(command), "{}'s event loop stopped", self.name);
     }
 
     fn publish(&self, topic: Topic, data: Vec<u8>) {
@@ -234,19 +234,9 @@ impl HostilePeer {
 
     /// Sends a sync request to `peer` and waits for its answer, or its failure.
     fn request(&mut self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, String> {
-        self.drain();
-        self.command(Command::SendSync { peer, request });
-        let HostilePeer { runtime, replies, .. } = self;
-        runtime.block_on(async {
-            let answer = async {
-                loop {
-                    match replies.recv().await {
-                        Some(Reply::Sync(from, result)) if from == peer => return result,
-                        Some(_) => continue,
-                        None => return Err("the hostile peer stopped".to_string()),
-                    }
-                }
-            };
+        let reply = self.client.request_sync(peer, request);
+        self.runtime.block_on(async {
+            let answer = async { reply.await.unwrap_or_else(|_| Err("the hostile peer stopped".to_string())) };
             tokio::time::timeout(REQUEST_DEADLINE, answer)
                 .await
                 .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_DEADLINE:?}")))
@@ -280,14 +270,14 @@ impl HostilePeer {
 async fn serve(
     client: Client,
     target: PeerId,
-    mut events: mpsc::Receiver<NetworkEvent>,
+    mut events: NetworkEvents,
     answers: Arc<Mutex<Answers>>,
     observed: Arc<Mutex<Observed>>,
     replies: mpsc::UnboundedSender<Reply>,
 ) {
     let command = |command: Command| {
         let client = client.clone();
-        tokio::spawn(async move { client.send(command).await });
+        client.send(command);
     };
     while let Some(event) = events.recv().await {
         match event {
@@ -312,12 +302,6 @@ async fn serve(
             NetworkEvent::SyncRequest { request, channel, .. } => {
                 let response = answers.lock().expect("answers").answer(request);
                 command(Command::RespondSync { channel, response });
-            }
-            NetworkEvent::SyncResponse { peer, response } => {
-                let _ = replies.send(Reply::Sync(peer, Ok(response)));
-            }
-            NetworkEvent::SyncFailure { peer, error } => {
-                let _ = replies.send(Reply::Sync(peer, Err(error)));
             }
             NetworkEvent::Listening(_)
             | NetworkEvent::PeerAddresses { .. }

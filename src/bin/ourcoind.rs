@@ -10,6 +10,7 @@ use ourcoin::consensus::Params;
 use ourcoin::network::{self, NetworkConfig};
 use ourcoin::node::config::{resolve, Args, NodeConfig};
 use ourcoin::node::{files, DataFiles, Node, Stopped};
+use ourcoin::rpc::StatusBoard;
 use ourcoin::store::SledStore;
 use ourcoin::wallet::{Wallet, WalletError};
 
@@ -86,6 +87,7 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
     tracing::info!(height = chain.height(), tip = %chain.tip(), "chain loaded");
 
     let allow = config.query_allow.clone();
+    let status_board = StatusBoard::default();
     let (client, events, event_loop) = network::event_loop::new(
         key,
         params,
@@ -93,6 +95,7 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
             listen: config.listen.clone(),
             external_addrs: config.external_addrs.clone(),
             query_allowed: Box::new(move |ip| allow.iter().any(|cidr| cidr.contains(ip))),
+            status: Some(status_board.clone()),
         },
     )?;
     let network_task = tokio::spawn(event_loop.run());
@@ -100,12 +103,20 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
     let data_files = DataFiles { peers: datadir.join("peers.json"), mempool: datadir.join("mempool.dat") };
     let known_peers = files::load_known_peers(&data_files.peers);
     let mining = if config.mine { config.miner_address.map(|a| (config.miner_threads, a)) } else { None };
-    let mut node = Node::new(chain, client, known_peers, data_files, mining);
-    node.restore_mempool();
-    node.dial_initial(&config.bootstrap).await;
-    let stopped = node.run(events, shutdown_signal()).await;
+    let node = Node::new(chain, client, known_peers, data_files, mining, status_board);
+    // The node validates and stores on a thread of its own; this runtime
+    // keeps polling the swarm whatever the node is busy with.
+    let (stop, stop_rx) = tokio::sync::oneshot::channel();
+    let mut stopped = node.spawn(events, config.bootstrap.clone(), stop_rx).context("cannot start the node thread")?;
+    let outcome = tokio::select! {
+        outcome = &mut stopped => outcome,
+        () = shutdown_signal() => {
+            let _ = stop.send(());
+            (&mut stopped).await
+        }
+    };
     network_task.abort();
-    Ok(stopped)
+    Ok(outcome.unwrap_or_else(|_| Stopped::Fatal("the node thread ended without a word".into())))
 }
 
 /// Resolves on SIGINT or SIGTERM.

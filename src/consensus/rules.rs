@@ -38,11 +38,20 @@ pub fn check_transaction_signature_with(
     stx: &SignedTransaction,
     cache: Option<&PairingCache>,
 ) -> Result<(), ValidationError> {
-    let public_key = sender_public_key(&stx.tx)?;
     let signature = transaction_signature(stx)?;
+    verify_transaction_signature(stx, &signature, cache)
+}
+
+/// [`check_transaction_signature_with`] for a signature already parsed from `stx`.
+pub fn verify_transaction_signature(
+    stx: &SignedTransaction,
+    signature: &Signature,
+    cache: Option<&PairingCache>,
+) -> Result<(), ValidationError> {
+    let public_key = sender_public_key(&stx.tx)?;
     let msg = stx.tx.signing_message();
     let valid = match cache {
-        Some(cache) => cache.verify_and_cache(&public_key, &msg, &signature),
+        Some(cache) => cache.verify_and_cache(&public_key, &msg, signature),
         None => signature.verify(&public_key, &msg),
     };
     if valid {

@@ -30,8 +30,8 @@ use std::sync::Arc;
 
 use crate::chain::SignatureSource;
 use crate::consensus::{rules, Params, ValidationError};
-use crate::crypto::batch;
 use crate::crypto::pairing_cache::PairingCache;
+use crate::crypto::{batch, CryptoError, Signature};
 use crate::state::{check_can_spend, Account};
 use crate::types::{
     encode, Address, Amount, Block, DecodeError, SignatureBytes, SignedTransaction, Transaction, Txid, MAX_TX_BYTES,
@@ -192,6 +192,8 @@ impl SenderQueue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SignatureCheck {
     Verify,
+    /// Checked just now, in a batch: here is the parsed signature.
+    Verified(Signature),
     /// The signature was checked by this node before (see [`Mempool::add_previously_verified`]).
     AlreadyVerified,
 }
@@ -209,6 +211,10 @@ pub struct Mempool {
     tails: BTreeSet<FeeKey>,
     by_arrival: BTreeSet<(u64, Txid)>,
     by_recipient: HashMap<Address, BTreeSet<Txid>>,
+    /// Each entry's signature as a curve point, parsed and group-checked once
+    /// on admission, so that block templates aggregate them without parsing
+    /// thousands of signatures again.
+    points: HashMap<Txid, Signature>,
     bytes: usize,
     /// Entries that are not ready, over all senders.
     gapped: usize,
@@ -266,6 +272,7 @@ impl Mempool {
             tails: BTreeSet::new(),
             by_arrival: BTreeSet::new(),
             by_recipient: HashMap::new(),
+            points: HashMap::new(),
             bytes: 0,
             gapped: 0,
             next_seq: 0,
@@ -317,10 +324,12 @@ impl Mempool {
             }
         }
         let valid = batch::verify_batch(&claims, self.signature_cache.as_deref());
-        for (i, ok) in candidates.into_iter().zip(valid) {
+        for (position, (i, ok)) in candidates.into_iter().zip(valid).enumerate() {
             if let (Some((stx, account)), Some(slot)) = (items.get(i), results.get_mut(i)) {
+                let signature = claims.get(position).map(|(_, _, signature)| *signature);
                 *slot = Some(if ok {
-                    self.admit(*stx, *account, now, SignatureCheck::AlreadyVerified)
+                    let check = signature.map_or(SignatureCheck::AlreadyVerified, SignatureCheck::Verified);
+                    self.admit(*stx, *account, now, check)
                 } else {
                     Err(ValidationError::BadSignature)
                 });
@@ -368,10 +377,36 @@ impl Mempool {
         check: SignatureCheck,
     ) -> Result<Added, ValidationError> {
         let prepared = self.prepare(&stx, &account, now)?;
-        if check == SignatureCheck::Verify {
-            rules::check_transaction_signature_with(&stx, self.signature_cache.as_deref())?;
+        let signature = match check {
+            SignatureCheck::Verify => {
+                let signature = rules::transaction_signature(&stx)?;
+                rules::verify_transaction_signature(&stx, &signature, self.signature_cache.as_deref())?;
+                signature
+            }
+            SignatureCheck::Verified(signature) => signature,
+            SignatureCheck::AlreadyVerified => rules::transaction_signature(&stx)?,
+        };
+        let txid = prepared.txid;
+        let added = self.commit(prepared, account);
+        self.points.insert(txid, signature);
+        Ok(added)
+    }
+
+    /// The aggregate of the signatures of `payments` (pool entries, as
+    /// [`Mempool::select`] returns them), from the points kept since
+    /// admission; `None` for no payments. A payment not in the pool is parsed.
+    pub fn aggregate_signature(&self, payments: &[SignedTransaction]) -> Result<Option<Signature>, CryptoError> {
+        if payments.is_empty() {
+            return Ok(None);
         }
-        Ok(self.commit(prepared, account))
+        let points = payments
+            .iter()
+            .map(|stx| match self.points.get(&stx.txid()) {
+                Some(point) => Ok(*point),
+                None => Signature::from_bytes(&stx.signature),
+            })
+            .collect::<Result<Vec<Signature>, CryptoError>>()?;
+        Signature::aggregate(&points).map(Some)
     }
 
     /// Every cheap rule, and the eviction a newcomer would cause; changes
@@ -560,6 +595,7 @@ impl Mempool {
 
     fn remove_entry(&mut self, txid: &Txid) -> Option<PoolEntry> {
         let sender = self.entries.get(txid)?.sender;
+        self.points.remove(txid);
         let gapped_before = self.gapped_of(&sender);
         let removed = self.remove_entry_uncounted(txid);
         self.gapped = self.gapped.saturating_sub(gapped_before).saturating_add(self.gapped_of(&sender));

@@ -93,6 +93,8 @@ fn assert_consistent(pool: &Mempool) {
     assert_eq!(tails, pool.tails);
     let gapped: usize = pool.senders.values().map(|q| q.by_nonce.len() - q.ready().len()).sum();
     assert_eq!(pool.gapped, gapped, "the gapped count follows every change");
+    assert_eq!(pool.points.len(), pool.entries.len(), "one parsed signature per entry");
+    assert!(pool.entries.keys().all(|id| pool.points.contains_key(id)));
     assert!(pool.gapped <= pool.config.max_gapped);
     for (txid, entry) in &pool.entries {
         assert!(pool.by_fee.contains(&entry.fee_key(*txid)));
@@ -477,6 +479,25 @@ fn gapped_payments_have_a_cap_of_their_own_and_go_first() {
     assert_eq!(added.evicted, vec![a1.txid()], "the cheapest gapped one goes, not the cheaper ready one");
     assert_eq!(nonces_of(&full, &d.address), vec![0]);
     assert_consistent(&full);
+}
+
+#[test]
+fn the_kept_signature_points_aggregate_as_the_bytes_do() {
+    let keys: Vec<TestKey> = (1..=5).map(TestKey::new).collect();
+    let mut pool = default_pool();
+    let funds = account(1_000_000, 0);
+    let payments: Vec<SignedTransaction> = keys.iter().map(|k| pay(k, 2_000, 0)).collect();
+    // Admitted one by one, in a batch, and as previously verified: every path keeps its point.
+    pool.add(payments[0], funds, 0).unwrap();
+    let batch: Vec<_> = payments[1..4].iter().map(|p| (*p, funds)).collect();
+    assert!(pool.add_batch(batch, 0).iter().all(Result::is_ok));
+    pool.add_previously_verified(payments[4], funds, 0).unwrap();
+    assert_consistent(&pool);
+    let from_points = pool.aggregate_signature(&payments).unwrap().unwrap();
+    let parsed: Vec<crate::crypto::Signature> =
+        payments.iter().map(|p| crate::crypto::Signature::from_bytes(&p.signature).unwrap()).collect();
+    assert_eq!(from_points, crate::crypto::Signature::aggregate(&parsed).unwrap());
+    assert_eq!(pool.aggregate_signature(&[]).unwrap(), None);
 }
 
 #[test]

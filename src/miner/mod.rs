@@ -32,14 +32,28 @@ pub fn assemble_block(
     miner: Address,
     payments: &[SignedTransaction],
 ) -> Result<Block, TemplateError> {
-    let fees = Amount::checked_sum(payments.iter().map(|p| p.tx.fee)).ok_or(TemplateError::FeeOverflow)?;
-    let amount = subsidy(next.height).checked_add(fees).ok_or(TemplateError::FeeOverflow)?;
-    let aggregate_signature = if payments.is_empty() {
+    let aggregate = if payments.is_empty() {
         None
     } else {
         let sigs = payments.iter().map(|p| Signature::from_bytes(&p.signature)).collect::<Result<Vec<_>, _>>()?;
-        Some(Signature::aggregate(&sigs)?.to_bytes())
+        Some(Signature::aggregate(&sigs)?)
     };
+    assemble_block_with(next, time, miner, payments, aggregate)
+}
+
+/// [`assemble_block`] with the payments' aggregate signature already made
+/// (the mempool keeps its entries' signatures parsed, so a template of
+/// thousands of payments need not parse them again).
+pub fn assemble_block_with(
+    next: &NextBlock,
+    time: u64,
+    miner: Address,
+    payments: &[SignedTransaction],
+    aggregate: Option<Signature>,
+) -> Result<Block, TemplateError> {
+    let fees = Amount::checked_sum(payments.iter().map(|p| p.tx.fee)).ok_or(TemplateError::FeeOverflow)?;
+    let amount = subsidy(next.height).checked_add(fees).ok_or(TemplateError::FeeOverflow)?;
+    let aggregate_signature = aggregate.map(|a| a.to_bytes());
     let body = BlockBody {
         coinbase: Coinbase { height: next.height, recipient: miner, amount },
         transactions: payments.iter().map(|p| p.tx).collect(),

@@ -10,8 +10,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{allow_block_list, connection_limits, gossipsub, identify, kad, ping, StreamProtocol};
 
-use super::codec::PostcardCodec;
 use super::protocol::{SyncRequest, SyncResponse, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES, SYNC_PROTOCOL};
+use crate::codec::PostcardCodec;
 use crate::consensus::Params;
 use crate::rpc::{QueryRequest, QueryResponse, MAX_QUERY_REQUEST_BYTES, MAX_QUERY_RESPONSE_BYTES, QUERY_PROTOCOL};
 use crate::types::{Hash256, MAX_BLOCK_BYTES};

@@ -13,12 +13,12 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::protocol::{SyncRequest, SyncResponse};
 use crate::consensus::Params;
-use crate::rpc::{QueryRequest, QueryResponse};
+use crate::rpc::{QueryRequest, QueryResponse, StatusBoard};
 
 /// The two gossip topics of a network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,9 +38,11 @@ pub enum Command {
         source: PeerId,
         acceptance: MessageAcceptance,
     },
+    /// A sync request; its reply (or why there is none) comes back on `reply`.
     SendSync {
         peer: PeerId,
         request: SyncRequest,
+        reply: oneshot::Sender<SyncReply>,
     },
     RespondSync {
         channel: ResponseChannel<SyncResponse>,
@@ -91,14 +93,6 @@ pub enum NetworkEvent {
         request: SyncRequest,
         channel: ResponseChannel<SyncResponse>,
     },
-    SyncResponse {
-        peer: PeerId,
-        response: SyncResponse,
-    },
-    SyncFailure {
-        peer: PeerId,
-        error: String,
-    },
     /// A peer's sync request could not be read (malformed, over a cap).
     SyncMalformedRequest {
         peer: PeerId,
@@ -111,6 +105,10 @@ pub enum NetworkEvent {
     },
 }
 
+/// The answer to one sync request we made: the peer's response, or why
+/// there is none (a timeout, a dropped stream, an unreadable reply).
+pub type SyncReply = Result<SyncResponse, String>;
+
 /// The node's handle on the network.
 #[derive(Clone)]
 pub struct Client {
@@ -119,11 +117,45 @@ pub struct Client {
 }
 
 impl Client {
-    /// Sends a command; `false` when the event loop has stopped.
-    pub async fn send(&self, command: Command) -> bool {
+    /// Sends a command; `false` when the event loop has stopped. Never waits.
+    pub fn send(&self, command: Command) -> bool {
         self.commands.send(command).is_ok()
     }
+
+    /// Sends a sync request to `peer`; the receiver gets exactly its reply
+    /// (libp2p matches it to the request's stream), or the failure.
+    pub fn request_sync(&self, peer: PeerId, request: SyncRequest) -> oneshot::Receiver<SyncReply> {
+        let (reply, receiver) = oneshot::channel();
+        // If the loop has stopped, `reply` is dropped and the receiver says so.
+        let _ = self.commands.send(Command::SendSync { peer, request, reply });
+        receiver
+    }
 }
+
+/// What the node hears from the network, on two channels: connections come
+/// and go on one without bound (the connection limits bound them), while
+/// gossip and inbound requests, which peers can send at will, queue on a
+/// bounded one. When that one is full the event loop sheds the work (gossip
+/// is ignored, requests refused as busy) instead of waiting: the swarm is
+/// always polled, whatever the node is busy with.
+pub struct NetworkEvents {
+    control: mpsc::UnboundedReceiver<NetworkEvent>,
+    work: mpsc::Receiver<NetworkEvent>,
+}
+
+impl NetworkEvents {
+    /// The next event, connection events first; `None` once the loop has stopped.
+    pub async fn recv(&mut self) -> Option<NetworkEvent> {
+        tokio::select! {
+            biased;
+            Some(event) = self.control.recv() => Some(event),
+            event = self.work.recv() => event,
+        }
+    }
+}
+
+/// Gossip messages and inbound requests queued for the node at most.
+pub const WORK_QUEUE: usize = 1024;
 
 #[cfg(test)]
 mod tests {
@@ -158,12 +190,21 @@ pub struct NetworkConfig {
     pub external_addrs: Vec<Multiaddr>,
     /// Whether a peer connected from this address may use the query protocol.
     pub query_allowed: Box<dyn Fn(IpAddr) -> bool + Send>,
+    /// The node's latest status, kept up to date by the node: `status`
+    /// queries are answered from it here, without waiting for the node.
+    pub status: Option<StatusBoard>,
 }
 
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::Sender<NetworkEvent>,
+    control: mpsc::UnboundedSender<NetworkEvent>,
+    work: mpsc::Sender<NetworkEvent>,
+    /// Our sync requests in flight, each with where its reply goes.
+    pending_sync: HashMap<request_response::OutboundRequestId, oneshot::Sender<SyncReply>>,
+    status: Option<StatusBoard>,
+    /// Work shed because the node's queue was full, not yet logged.
+    shed: u64,
     tx_topic: IdentTopic,
     block_topic: IdentTopic,
     query_allowed: Box<dyn Fn(IpAddr) -> bool + Send>,
@@ -212,7 +253,7 @@ pub fn new(
     key: Keypair,
     params: &'static Params,
     config: NetworkConfig,
-) -> Result<(Client, mpsc::Receiver<NetworkEvent>, EventLoop), NetworkError> {
+) -> Result<(Client, NetworkEvents, EventLoop), NetworkError> {
     let peer_id = key.public().to_peer_id();
     let behaviour = Behaviour::new(&key, params)?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -241,16 +282,20 @@ pub fn new(
             .subscribe(topic)
             .map_err(|e| NetworkError::Transport(format!("cannot subscribe: {e}")))?;
     }
-    // Commands are unbounded and events bounded: the event loop may wait for
-    // the node (backpressure on the swarm), but the node never waits for the
-    // event loop, so the two can never wait on each other. The node sends
-    // commands in proportion to the events it handles.
+    // Neither side ever waits for the other: commands are unbounded (the node
+    // sends them in proportion to the events it handles), connection events
+    // are bounded by the connection limits, and the rest is shed when full.
     let (command_tx, command_rx) = mpsc::unbounded_channel();
-    let (event_tx, event_rx) = mpsc::channel(1024);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
     let event_loop = EventLoop {
         swarm,
         commands: command_rx,
-        events: event_tx,
+        control: control_tx,
+        work: work_tx,
+        pending_sync: HashMap::new(),
+        status: config.status,
+        shed: 0,
         tx_topic,
         block_topic,
         query_allowed: config.query_allowed,
@@ -260,7 +305,8 @@ pub fn new(
         sync_limits: HashMap::new(),
         query_limits: HashMap::new(),
     };
-    Ok((Client { commands: command_tx, peer_id }, event_rx, event_loop))
+    let events = NetworkEvents { control: control_rx, work: work_rx };
+    Ok((Client { commands: command_tx, peer_id }, events, event_loop))
 }
 
 fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
@@ -286,7 +332,7 @@ impl EventLoop {
         walk.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                event = self.swarm.select_next_some() => self.handle_swarm_event(event).await,
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(command) => self.handle_command(command),
                     None => break,
@@ -294,6 +340,10 @@ impl EventLoop {
                 _ = walk.tick() => {
                     self.random_walk();
                     self.lift_expired_bans();
+                    if self.shed > 0 {
+                        tracing::warn!(shed = self.shed, "the node was busy: gossip ignored and requests refused");
+                        self.shed = 0;
+                    }
                 }
             }
         }
@@ -334,8 +384,9 @@ impl EventLoop {
             Command::ReportValidation { id, source, acceptance } => {
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
             }
-            Command::SendSync { peer, request } => {
-                self.swarm.behaviour_mut().sync.send_request(&peer, request);
+            Command::SendSync { peer, request, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending_sync.insert(id, reply);
             }
             Command::RespondSync { channel, response } => {
                 let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
@@ -365,15 +416,44 @@ impl EventLoop {
         }
     }
 
-    async fn emit(&mut self, event: NetworkEvent) {
-        let _ = self.events.send(event).await;
+    /// Hands an event to the node without ever waiting (see [`NetworkEvents`]).
+    fn emit(&mut self, event: NetworkEvent) {
+        let event = match event {
+            NetworkEvent::Gossip { .. } | NetworkEvent::SyncRequest { .. } | NetworkEvent::QueryRequest { .. } => {
+                match self.work.try_send(event) {
+                    Ok(()) => return,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    Err(mpsc::error::TrySendError::Full(event)) => event,
+                }
+            }
+            control => {
+                let _ = self.control.send(control);
+                return;
+            }
+        };
+        self.shed = self.shed.saturating_add(1);
+        let behaviour = self.swarm.behaviour_mut();
+        match event {
+            // Not forwarded, not held against the sender.
+            NetworkEvent::Gossip { source, id, .. } => {
+                behaviour.gossipsub.report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
+            }
+            NetworkEvent::SyncRequest { channel, .. } => {
+                let _ = behaviour.sync.send_response(channel, SyncResponse::Refused("busy; try again".into()));
+            }
+            NetworkEvent::QueryRequest { channel, .. } => {
+                let busy = QueryResponse::Error("the node is busy; try again in a moment".into());
+                let _ = behaviour.query.send_response(channel, busy);
+            }
+            _ => {}
+        }
     }
 
-    async fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
-                self.emit(NetworkEvent::Listening(full)).await;
+                self.emit(NetworkEvent::Listening(full));
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
                 let addr = endpoint.get_remote_address().clone();
@@ -383,14 +463,14 @@ impl EventLoop {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
                 }
                 if num_established.get() == 1 {
-                    self.emit(NetworkEvent::PeerConnected { peer: peer_id, addr }).await;
+                    self.emit(NetworkEvent::PeerConnected { peer: peer_id, addr });
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.remote_ips.remove(&peer_id);
                 self.sync_limits.remove(&peer_id);
                 self.query_limits.remove(&peer_id);
-                self.emit(NetworkEvent::PeerDisconnected { peer: peer_id }).await;
+                self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 if let Some(peer) = peer_id {
@@ -398,12 +478,12 @@ impl EventLoop {
                 }
                 tracing::debug!(?peer_id, "outgoing connection failed: {error}");
             }
-            SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event).await,
+            SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
             _ => {}
         }
     }
 
-    async fn handle_behaviour_event(&mut self, event: BehaviourEvent) {
+    fn handle_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
                 let topic = if message.topic == self.tx_topic.hash() {
@@ -423,15 +503,14 @@ impl EventLoop {
                     id: message_id,
                     topic,
                     data: message.data,
-                })
-                .await;
+                });
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().filter(is_dialable).collect();
                 for addr in &addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
                 }
-                self.emit(NetworkEvent::PeerAddresses { peer: peer_id, addrs }).await;
+                self.emit(NetworkEvent::PeerAddresses { peer: peer_id, addrs });
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => self.dial_if_new(peer),
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
@@ -449,25 +528,29 @@ impl EventLoop {
                 request_response::Message::Request { request, channel, .. } => {
                     let now = Instant::now();
                     if self.sync_limits.entry(peer).or_insert_with(|| TokenBucket::new(now)).take(now) {
-                        self.emit(NetworkEvent::SyncRequest { peer, request, channel }).await;
+                        self.emit(NetworkEvent::SyncRequest { peer, request, channel });
                     } else {
                         let refusal = SyncResponse::Refused("too many requests; slow down".into());
                         let _ = self.swarm.behaviour_mut().sync.send_response(channel, refusal);
                     }
                 }
-                request_response::Message::Response { response, .. } => {
-                    self.emit(NetworkEvent::SyncResponse { peer, response }).await;
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending_sync.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
                 }
             },
-            BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, error, .. }) => {
-                self.emit(NetworkEvent::SyncFailure { peer, error: error.to_string() }).await;
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure { request_id, error, .. }) => {
+                if let Some(reply) = self.pending_sync.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer,
                 error: request_response::InboundFailure::Io(error),
                 ..
             }) => {
-                self.emit(NetworkEvent::SyncMalformedRequest { peer, error: error.to_string() }).await;
+                self.emit(NetworkEvent::SyncMalformedRequest { peer, error: error.to_string() });
             }
             BehaviourEvent::Query(request_response::Event::Message {
                 peer,
@@ -480,8 +563,13 @@ impl EventLoop {
                 if allowed && !within_budget {
                     let refusal = QueryResponse::Error("too many requests; slow down".into());
                     let _ = self.swarm.behaviour_mut().query.send_response(channel, refusal);
+                } else if let (true, QueryRequest::Status, Some(board)) = (allowed, &request, &self.status) {
+                    // Answered here: status must come even while the node validates.
+                    let status =
+                        board.lock().map(|s| s.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+                    let _ = self.swarm.behaviour_mut().query.send_response(channel, QueryResponse::Status(status));
                 } else if allowed {
-                    self.emit(NetworkEvent::QueryRequest { peer, request, channel }).await;
+                    self.emit(NetworkEvent::QueryRequest { peer, request, channel });
                 } else {
                     let refusal = QueryResponse::Error(
                         "this node does not answer queries from your address; see its --query-allow".into(),

@@ -1,8 +1,7 @@
 //! The libp2p side: codecs, protocols, the behaviour, and the event loop that owns the Swarm.
 
 pub mod behaviour;
-pub mod codec;
 pub mod event_loop;
 pub mod protocol;
 
-pub use event_loop::{Client, Command, EventLoop, NetworkConfig, NetworkEvent, Topic};
+pub use event_loop::{Client, Command, EventLoop, NetworkConfig, NetworkEvent, NetworkEvents, SyncReply, Topic};

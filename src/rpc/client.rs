@@ -19,7 +19,7 @@ use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder};
 
 use super::{QueryRequest, QueryResponse, MAX_QUERY_REQUEST_BYTES, MAX_QUERY_RESPONSE_BYTES, QUERY_PROTOCOL};
-use crate::network::codec::PostcardCodec;
+use crate::codec::PostcardCodec;
 
 type QueryBehaviour = request_response::Behaviour<PostcardCodec<QueryRequest, QueryResponse>>;
 

@@ -30,7 +30,7 @@ pub fn answer<S: ChainStore>(
     request: &QueryRequest,
 ) -> QueryResponse {
     let result = match request {
-        QueryRequest::Status => Ok(QueryResponse::Status(status(chain, mempool, net))),
+        QueryRequest::Status => Ok(QueryResponse::Status(status_reply(chain, mempool, net))),
         QueryRequest::Balance { address } => balance(chain, mempool, address).map(QueryResponse::Balance),
         QueryRequest::History { address, limit } => {
             history(chain, mempool, address, (*limit).min(MAX_LIST_LIMIT) as usize).map(QueryResponse::History)
@@ -47,7 +47,8 @@ pub fn answer<S: ChainStore>(
     result.unwrap_or_else(|e| QueryResponse::Error(format!("the node's database failed: {e}")))
 }
 
-fn status<S: ChainStore>(chain: &Chain<S>, mempool: &Mempool, net: &NetworkInfo) -> StatusReply {
+/// The node's status, as `status` shows it.
+pub fn status_reply<S: ChainStore>(chain: &Chain<S>, mempool: &Mempool, net: &NetworkInfo) -> StatusReply {
     StatusReply {
         network: chain.params().network.to_string(),
         peer_id: net.peer_id.clone(),

@@ -50,7 +50,11 @@ pub enum QueryResponse {
     Error(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The node's latest status, shared with the network's event loop, which
+/// answers `status` from it without waiting for the node.
+pub type StatusBoard = std::sync::Arc<std::sync::Mutex<StatusReply>>;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusReply {
     pub network: String,
     pub peer_id: String,

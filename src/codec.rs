@@ -1,4 +1,5 @@
-//! The request-response codec: one postcard value per stream, behind a
+//! The request-response codec shared by the sync and query protocols (so
+//! neither `network` nor `rpc` owns it): one postcard value per stream, behind a
 //! 4-byte big-endian length with a cap, decoded canonically. A peer can never
 //! make us allocate more than the cap, however large a length it claims.
 
