@@ -5,6 +5,7 @@
 // A validator must never panic on hostile input.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod headers;
 pub mod orphans;
 pub mod store;
 
@@ -16,6 +17,7 @@ use crate::crypto::{Target, Work};
 use crate::state::{self, Account, LedgerSnapshot};
 use crate::types::{Address, Block, BlockHash, BlockHeader, CompactTarget, SignatureBytes, Txid};
 
+pub use headers::{CheckedHeaders, HeaderChainError};
 pub use orphans::OrphanPool;
 pub use store::{ChainStore, MemoryStore, StoreError, TxLocation, SIGNATURE_KEEP_BLOCKS};
 
@@ -254,8 +256,14 @@ impl<S: ChainStore> Chain<S> {
     /// The header context a block on top of `parent` is checked against.
     fn parent_context(&self, parent: &BlockHash) -> Option<(BlockHeader, u64, Option<BlockHeader>)> {
         let parent_entry = self.index.get(parent)?;
+        let times = self.ancestor_times(parent);
+        Some((parent_entry.header, median_time_past(&times), self.anchor_of(parent_entry)))
+    }
+
+    /// The timestamps of `hash` and its ancestors, up to `MEDIAN_TIME_SPAN`, oldest first.
+    fn ancestor_times(&self, hash: &BlockHash) -> Vec<u64> {
         let mut times = Vec::with_capacity(consensus::params::MEDIAN_TIME_SPAN);
-        let mut cursor = Some(parent_entry);
+        let mut cursor = self.index.get(hash);
         while let Some(entry) = cursor {
             if times.len() == consensus::params::MEDIAN_TIME_SPAN {
                 break;
@@ -264,7 +272,7 @@ impl<S: ChainStore> Chain<S> {
             cursor = if entry.header.height == 0 { None } else { self.index.get(&entry.header.prev) };
         }
         times.reverse();
-        Some((parent_entry.header, median_time_past(&times), self.anchor_of(parent_entry)))
+        times
     }
 
     /// Block 1 of the chain `entry` is on: the best chain's unless the branch forks below it.
