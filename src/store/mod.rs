@@ -47,18 +47,37 @@ pub struct SledStore {
     writes_before_failure: Option<u64>,
 }
 
+/// How long [`SledStore::open`] waits for a lock that a closing handle still holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What a transaction closure fails with: sled's own conflict handling, or our error.
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 impl SledStore {
     /// Opens (or creates) the database in the directory `path`.
+    ///
+    /// sled 0.34 releases its lock file only when its flusher thread exits,
+    /// which happens a moment after the last handle is dropped (spacejam/sled
+    /// #1289), so a store reopened straight after closing can find it still
+    /// held. A held lock is therefore retried for up to [`LOCK_WAIT`] before it
+    /// is reported as another process using the directory.
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new().path(path).open().map_err(|e| {
-            // sled 0.34 reports a held lock only in the message of an `Other` I/O error.
-            let locked = matches!(&e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"));
-            let hint = if locked { " (is another ourcoind using this data directory?)" } else { "" };
-            StoreError(format!("cannot open the database at {}: {e}{hint}", path.display()))
-        })?;
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => break db,
+                Err(e) => {
+                    // sled 0.34 reports a held lock only in the message of an I/O error.
+                    let locked = matches!(&e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"));
+                    if locked && started.elapsed() < LOCK_WAIT {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    }
+                    let hint = if locked { " (is another ourcoind using this data directory?)" } else { "" };
+                    return Err(StoreError(format!("cannot open the database at {}: {e}{hint}", path.display())));
+                }
+            }
+        };
         SledStore::from_db(db)
     }
 
