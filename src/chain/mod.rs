@@ -17,7 +17,7 @@ use crate::crypto::{Target, Work};
 use crate::state::{self, Account, LedgerSnapshot};
 use crate::types::{Address, Block, BlockHash, BlockHeader, CompactTarget, SignatureBytes, Txid};
 
-pub use headers::{CheckedHeaders, HeaderChainError};
+pub use headers::{HeaderChainError, HeaderCursor};
 pub use orphans::OrphanPool;
 pub use store::{ChainStore, MemoryStore, StoreError, TxLocation, SIGNATURE_KEEP_BLOCKS};
 

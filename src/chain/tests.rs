@@ -357,3 +357,126 @@ mod properties {
         }
     }
 }
+
+// ---- header chains from a peer ---------------------------------------------------
+
+/// A chain of `n` blocks on top of genesis, and the same chain at genesis.
+fn theirs_and_ours(n: usize) -> (Chain<MemoryStore>, Chain<MemoryStore>) {
+    let ours = new_chain();
+    let mut theirs = new_chain();
+    for _ in 0..n {
+        extend(&mut theirs, Address([7; 20]), &[]).unwrap();
+    }
+    (theirs, ours)
+}
+
+fn headers_of(chain: &Chain<MemoryStore>) -> Vec<BlockHeader> {
+    (1..=chain.height()).map(|h| chain.entry(&chain.best_hash_at(h).unwrap()).unwrap().header).collect()
+}
+
+/// `header` mined again after a change, so that its proof of work holds.
+fn remined(header: BlockHeader) -> BlockHeader {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    match crate::miner::mine(&header, 0, 1, 1 << 24, &never) {
+        crate::miner::MineOutcome::Found(header) => header,
+        other => panic!("no nonce found: {other:?}"),
+    }
+}
+
+#[test]
+fn a_valid_header_chain_counts_the_same_work_as_its_blocks() {
+    let (theirs, ours) = theirs_and_ours(30);
+    let headers = headers_of(&theirs);
+    let now = now_for(&theirs);
+    let (cursor, usable) = ours.check_headers(&headers, now).unwrap();
+    assert_eq!(usable, 30);
+    assert_eq!(cursor.work(), theirs.tip_work());
+    assert_eq!(cursor.tip().hash(), theirs.tip());
+    // In two replies, the second continuing from the cursor: the same.
+    let (mut cursor, usable) = ours.check_headers(&headers[..12], now).unwrap();
+    assert_eq!((usable, cursor.height()), (12, 12));
+    assert_eq!(ours.extend_headers(&mut cursor, &headers[12..], now), Ok(18));
+    assert_eq!(cursor.work(), theirs.tip_work());
+    // Headers we already store check too (a peer's reply may start below our tip).
+    assert_eq!(theirs.check_headers(&headers[5..], now).map(|(c, n)| (c.work(), n)), Ok((theirs.tip_work(), 25)));
+}
+
+#[test]
+fn headers_that_do_not_link_are_refused_where_they_break() {
+    let (theirs, ours) = theirs_and_ours(10);
+    let mut headers = headers_of(&theirs);
+    let now = now_for(&theirs);
+    assert_eq!(ours.check_headers(&headers[1..], now), Err(HeaderChainError::NotLinked { at: 0 }), "unknown parent");
+    headers.swap(3, 4);
+    assert_eq!(ours.check_headers(&headers, now), Err(HeaderChainError::NotLinked { at: 3 }));
+    // A cursor refuses headers that do not follow its tip.
+    let (mut cursor, _) = ours.check_headers(&headers[..2], now).unwrap();
+    let before = cursor.clone();
+    assert_eq!(ours.extend_headers(&mut cursor, &headers[5..], now), Err(HeaderChainError::NotLinked { at: 0 }));
+    assert_eq!(cursor, before, "a refused reply moves nothing");
+}
+
+#[test]
+fn a_header_without_its_proof_of_work_is_refused() {
+    let (theirs, ours) = theirs_and_ours(6);
+    let mut headers = headers_of(&theirs);
+    let now = now_for(&theirs);
+    // Half of all hashes meet the regtest limit: a few nonces find one that does not.
+    let bad = &mut headers[4];
+    while rules::check_header(regtest(), bad).is_ok() {
+        bad.nonce = bad.nonce.wrapping_add(1);
+    }
+    headers.truncate(5);
+    assert_eq!(
+        ours.check_headers(&headers, now),
+        Err(HeaderChainError::Invalid { at: 4, error: ValidationError::BadProofOfWork })
+    );
+}
+
+#[test]
+fn a_header_with_another_target_than_asert_gives_is_refused() {
+    let (theirs, ours) = theirs_and_ours(6);
+    let mut headers = headers_of(&theirs);
+    let now = now_for(&theirs);
+    // A harder target, with its proof of work: still not the chain's target.
+    let expected = headers[3].target;
+    headers[3].target = crate::types::CompactTarget(0x2000_ffff);
+    headers[3] = remined(headers[3]);
+    headers.truncate(4);
+    assert_eq!(
+        ours.check_headers(&headers, now),
+        Err(HeaderChainError::Invalid {
+            at: 3,
+            error: ValidationError::WrongTarget { expected, found: crate::types::CompactTarget(0x2000_ffff) }
+        })
+    );
+}
+
+#[test]
+fn header_timestamps_must_pass_the_median_and_may_wait_when_ahead() {
+    let (theirs, ours) = theirs_and_ours(20);
+    let mut headers = headers_of(&theirs);
+    let now = now_for(&theirs);
+    // Not after the median of the previous eleven: invalid.
+    let mut early = headers.clone();
+    early[15].time = early[9].time;
+    early[15] = remined(early[15]);
+    early.truncate(16);
+    assert!(
+        matches!(
+            ours.check_headers(&early, now),
+            Err(HeaderChainError::Invalid { at: 15, error: ValidationError::TimeTooOld { .. } })
+        ),
+        "{:?}",
+        ours.check_headers(&early, now)
+    );
+    // Too far ahead of our clock: the headers before it are usable, that one
+    // waits, and nothing is held against the peer.
+    let clock = headers[11].time;
+    let limit = regtest().future_limit_secs;
+    headers[12].time = clock + limit + 1;
+    headers[12] = remined(headers[12]);
+    headers.truncate(13);
+    let (cursor, usable) = ours.check_headers(&headers, clock).unwrap();
+    assert_eq!((usable, cursor.height()), (12, 12));
+}
