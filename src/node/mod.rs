@@ -27,6 +27,7 @@ mod mempool_sync;
 pub mod miner;
 mod peers;
 mod query;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
