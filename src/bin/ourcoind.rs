@@ -1,6 +1,7 @@
 //! `ourcoind`: the OurCoin node. Flags and config file in, the node out:
 //! everything else lives in the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -8,14 +9,84 @@ use clap::Parser;
 use ourcoin::chain::Chain;
 use ourcoin::consensus::Params;
 use ourcoin::network::{self, NetworkConfig};
-use ourcoin::node::config::{resolve, Args, NodeConfig};
+use ourcoin::node::config::{resolve, Flags, NodeConfig};
 use ourcoin::node::{files, DataFiles, Node, Stopped};
 use ourcoin::rpc::StatusBoard;
 use ourcoin::store::SledStore;
+use ourcoin::types::Network;
 use ourcoin::wallet::{Wallet, WalletError};
 
+/// `ourcoind`'s command line: the library's [`Flags`], parsed by clap.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "ourcoind", version, about = "The OurCoin node: mines, validates, relays, stores, serves queries")]
+struct Args {
+    /// TOML config file (default: <datadir>/ourcoind.toml, when it exists).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (default: ~/.ourcoin/<network>).
+    #[arg(long, value_name = "DIR")]
+    datadir: Option<PathBuf>,
+    /// The network: main (default), test or regtest.
+    #[arg(long, value_name = "main|test|regtest")]
+    network: Option<Network>,
+    /// Address to listen on (repeatable; default: /ip4/0.0.0.0/tcp/<network's port>).
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// A peer to join through, ending in /p2p/<peer id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// An address others can reach this node at, announced to peers (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    external_addr: Vec<String>,
+    /// Networks whose peers may use the query protocol (repeatable; default: loopback only).
+    #[arg(long, value_name = "CIDR")]
+    query_allow: Vec<String>,
+    /// Rebuild the ledger and every index from the stored blocks.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    reindex: Option<bool>,
+    /// Mine blocks paying --miner-address.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    mine: Option<bool>,
+    /// Testing only: every block write after the first N fails, as a failing disk would.
+    #[arg(long, value_name = "N", hide = true)]
+    debug_fail_writes_after: Option<u64>,
+    /// The address mining rewards are paid to.
+    #[arg(long, value_name = "ADDRESS")]
+    miner_address: Option<String>,
+    /// Mining threads (default: 1).
+    #[arg(long, value_name = "N")]
+    miner_threads: Option<usize>,
+    /// Log filter, as RUST_LOG (default: info).
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+    /// A private playground: regtest, mining to a wallet created in the datadir.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    dev: Option<bool>,
+}
+
+impl From<Args> for Flags {
+    fn from(a: Args) -> Flags {
+        Flags {
+            config: a.config,
+            datadir: a.datadir,
+            network: a.network,
+            listen: a.listen,
+            bootstrap: a.bootstrap,
+            external_addr: a.external_addr,
+            query_allow: a.query_allow,
+            reindex: a.reindex,
+            mine: a.mine,
+            debug_fail_writes_after: a.debug_fail_writes_after,
+            miner_address: a.miner_address,
+            miner_threads: a.miner_threads,
+            log: a.log,
+            dev: a.dev,
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let config = match resolve(Args::parse()) {
+    let config = match resolve(Args::parse().into()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -135,4 +206,68 @@ async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn flags(words: &[&str]) -> Flags {
+        Args::try_parse_from(std::iter::once("ourcoind").chain(words.iter().copied())).unwrap().into()
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn boolean_flags_take_an_optional_value() {
+        assert_eq!(flags(&["--mine"]).mine, Some(true));
+        assert_eq!(flags(&["--mine=false"]).mine, Some(false));
+        assert_eq!(flags(&["--reindex=true"]).reindex, Some(true));
+        assert_eq!(flags(&[]).dev, None);
+        // The value must be attached, so a stray word is not read as one.
+        assert!(Args::try_parse_from(["ourcoind", "--mine", "false"]).is_err());
+    }
+
+    #[test]
+    fn every_flag_reaches_the_library() {
+        let parsed = flags(&[
+            "--config=/c.toml",
+            "--datadir=/d",
+            "--network=regtest",
+            "--listen=/ip4/127.0.0.1/tcp/1",
+            "--bootstrap=/ip4/127.0.0.1/tcp/2",
+            "--external-addr=/ip4/127.0.0.1/tcp/3",
+            "--query-allow=10.0.0.0/8",
+            "--reindex",
+            "--mine",
+            "--debug-fail-writes-after=4",
+            "--miner-address=roc1",
+            "--miner-threads=2",
+            "--log=debug",
+            "--dev",
+        ]);
+        assert_eq!(
+            parsed,
+            Flags {
+                config: Some("/c.toml".into()),
+                datadir: Some("/d".into()),
+                network: Some(Network::Regtest),
+                listen: vec!["/ip4/127.0.0.1/tcp/1".into()],
+                bootstrap: vec!["/ip4/127.0.0.1/tcp/2".into()],
+                external_addr: vec!["/ip4/127.0.0.1/tcp/3".into()],
+                query_allow: vec!["10.0.0.0/8".into()],
+                reindex: Some(true),
+                mine: Some(true),
+                debug_fail_writes_after: Some(4),
+                miner_address: Some("roc1".into()),
+                miner_threads: Some(2),
+                log: Some("debug".into()),
+                dev: Some(true),
+            }
+        );
+    }
 }
