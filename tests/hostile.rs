@@ -42,7 +42,7 @@ use ourcoin::network::protocol::{
 use ourcoin::network::{Client, Command, NetworkEvent, NetworkEvents, Topic};
 use ourcoin::node::{unix_now, BAN_SCORE};
 use ourcoin::store::SledStore;
-use ourcoin::testkit::{block_on_parent, block_on_tip, extend, mine_block, regtest};
+use ourcoin::testkit::{block_on, block_on_parent, block_on_tip, extend, mine_block, regtest};
 use ourcoin::types::{
     decode, encode, Address, Amount, Block, BlockHash, BlockHeader, ChainId, CompactTarget, Hash256, Network,
     PublicKeyBytes, SignatureBytes, SignedTransaction, Transaction, Txid, MAX_BLOCK_BYTES,
@@ -52,6 +52,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Blocks a hostile fork is ahead of N when it is served (N mines one a second).
+const FORK_LEAD: usize = 6;
 /// How long a sync request of a test peer may wait for its answer.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(35);
 /// Where the hostile peers' blocks and payments send their money.
@@ -127,6 +129,18 @@ fn boastful_status() -> ChainStatus {
         tip: BlockHash(Hash256([0x77; 32])),
         height: 1_000_000,
         work: [0x7f; 32],
+    }
+}
+
+/// A true status for the tip of `chain`: what a peer serving it claims
+/// (claiming more than its headers show is an offence of its own).
+fn status_of(chain: &Chain<MemoryStore>) -> ChainStatus {
+    ChainStatus {
+        version: SYNC_VERSION,
+        genesis: regtest().genesis_hash,
+        tip: chain.tip(),
+        height: chain.height(),
+        work: chain.tip_work().to_be_bytes(),
     }
 }
 
@@ -924,13 +938,22 @@ impl<'a> Campaign<'a> {
         self.after_penalty();
     }
 
-    /// Sync: a fresh identity claims more work, serves headers with valid
-    /// proof of work on N's tip, then blocks whose bodies do not match them.
-    /// Serving an invalid chain costs five plain offences at once: a ban.
+    /// N's chain as of now, in the mirror, to build a fork on that is ahead of N.
+    fn fresh_mirror(&mut self) -> Chain<MemoryStore> {
+        let n_id = self.n_id;
+        self.peer();
+        catch_up(&mut self.mirror, self.peer.as_mut().expect("a hostile peer"), n_id);
+        self.mirror.clone()
+    }
+
+    /// Sync: a fresh identity claims (truly) more work, serves headers with
+    /// valid proof of work on N's tip, then blocks whose bodies do not match
+    /// them. Serving an invalid chain costs five plain offences at once: a ban.
     fn serves_invalid_bodies_in_sync(&mut self) {
-        let mut fork = self.mirror.clone();
+        let mut fork = self.fresh_mirror();
         let mut honest = Vec::new();
-        for _ in 0..3 {
+        // Far enough ahead that N, mining a block a second, is still behind when asked.
+        for _ in 0..FORK_LEAD {
             let block = block_on_tip(&fork, HOSTILE, &[]);
             fork.accept_block(block.clone(), unix_now() + 60, &NoSignatures).expect("a valid block on the fork");
             honest.push(block);
@@ -946,29 +969,45 @@ impl<'a> Campaign<'a> {
         let headers = honest.iter().map(|b| b.header).collect();
         self.serve_invalid_chain_in_sync(
             "serves headers with valid proof of work, then blocks that do not match them",
-            Answers { status: boastful_status(), headers, blocks: tampered, ..Answers::modest() },
+            Answers { status: status_of(&fork), headers, blocks: tampered, ..Answers::modest() },
             "header body commitment does not match the body",
             &honest,
         );
     }
 
-    /// Sync: a fresh identity serves a valid block, then a block with a
-    /// payment whose aggregate signature is another payment's: the batch's
-    /// signature check fails, finds that block, and the peer is banned.
+    /// Sync: a fresh identity serves a block with a payment whose aggregate
+    /// signature is another payment's, and valid headers on top of it that
+    /// give its chain more work than N's: the batch's signature check fails,
+    /// finds that block, and the peer is banned.
     fn serves_a_bad_aggregate_signature_in_sync(&mut self) {
-        let mut fork = self.mirror.clone();
-        let good = block_on_tip(&fork, HOSTILE, &[]);
-        fork.accept_block(good.clone(), unix_now() + 60, &NoSignatures).expect("a valid block on the fork");
+        let fork = self.fresh_mirror();
         let paid = self.funded.pay(regtest().chain_id, HOSTILE, Amount(COIN), Amount(1_000), 900);
         let other = self.funded.pay(regtest().chain_id, HOSTILE, Amount(COIN), Amount(1_000), 901);
         let bad = with_aggregate(block_on_tip(&fork, HOSTILE, &[paid]), &[other]);
-        let headers = vec![good.header, bad.header];
-        let blocks: HashMap<BlockHash, Block> = [good, bad.clone()].into_iter().map(|b| (b.hash(), b)).collect();
+        let anchor = fork.best_hash_at(1).and_then(|h| fork.entry(&h)).map(|e| e.header);
+        let mut chain = vec![bad.clone()];
+        let mut work = fork.tip_work().checked_add(ourcoin::chain::block_work(&bad.header)).expect("no overflow");
+        while chain.len() < FORK_LEAD {
+            let parent = chain.last().expect("a block").header;
+            let next = NextBlock {
+                prev: parent.hash(),
+                height: parent.height + 1,
+                target: ourcoin::consensus::next_target(regtest(), &parent, anchor.as_ref()),
+                min_time: parent.time,
+            };
+            let block = block_on(&next, parent.time, HOSTILE, &[]);
+            work = work.checked_add(ourcoin::chain::block_work(&block.header)).expect("no overflow");
+            chain.push(block);
+        }
+        let tip = chain.last().expect("a block").header;
+        let status = ChainStatus { height: tip.height, tip: tip.hash(), work: work.to_be_bytes(), ..status_of(&fork) };
+        let headers = chain.iter().map(|b| b.header).collect();
+        let blocks: HashMap<BlockHash, Block> = chain.iter().map(|b| (b.hash(), b.clone())).collect();
         self.serve_invalid_chain_in_sync(
             "serves a block whose aggregate signature does not verify",
-            Answers { status: boastful_status(), headers, blocks, ..Answers::modest() },
+            Answers { status, headers, blocks, ..Answers::modest() },
             "aggregate signature does not verify",
-            &[bad],
+            &chain,
         );
     }
 
@@ -983,10 +1022,11 @@ impl<'a> Campaign<'a> {
         let n_id = self.n_id;
         self.peer();
         let x = self.peer.as_mut().expect("a hostile peer");
+        let status = answers.status;
         x.set_answers(answers);
         let x_id = x.id();
         let mark = self.n.log_lines().len();
-        let answer = x.request(n_id, SyncRequest::Status(boastful_status()));
+        let answer = x.request(n_id, SyncRequest::Status(status));
         assert!(matches!(answer, Ok(SyncResponse::Status(_))), "N answers a status request: {answer:?}");
         self.expected_penalties += 1;
         let needles = [format!("sync peer served an invalid block: {refusal}"), format!("peer={x_id}")];
@@ -1573,16 +1613,6 @@ const INVENTED: usize = 10_000;
 const LISTED: usize = 3_000;
 /// Where the cheap fork's coinbases pay.
 const FORKER: Address = Address([0xce; 20]);
-
-fn status_of(chain: &Chain<MemoryStore>) -> ChainStatus {
-    ChainStatus {
-        version: SYNC_VERSION,
-        genesis: regtest().genesis_hash,
-        tip: chain.tip(),
-        height: chain.height(),
-        work: chain.tip_work().to_be_bytes(),
-    }
-}
 
 /// The chain `prebuild_chain` writes for `miner` (its blocks are deterministic), in memory.
 fn honest_chain(miner: &str) -> Chain<MemoryStore> {

@@ -2,6 +2,7 @@
 
 use std::sync::OnceLock;
 
+use crate::crypto::Work;
 use crate::types::{
     Address, Amount, Block, BlockBody, BlockHash, BlockHeader, ChainId, Coinbase, CompactTarget, Network, COIN,
 };
@@ -30,6 +31,8 @@ struct RawParams {
     initial_target: u32,
     genesis_time: u64,
     genesis_nonce: u64,
+    /// Hexadecimal, big-endian.
+    min_chain_work: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -54,6 +57,11 @@ pub struct Params {
     pub initial_target: CompactTarget,
     pub genesis: Block,
     pub genesis_hash: BlockHash,
+    /// Below this cumulative work a header chain is neither stored nor
+    /// followed (Bitcoin Core's `nMinimumChainWork`): the work of the
+    /// network's chain when the release was made, so that a cheap fork from
+    /// genesis costs a new node nothing. Zero where no such chain exists yet.
+    pub min_chain_work: Work,
 }
 
 impl Params {
@@ -92,6 +100,8 @@ impl Params {
             initial_target: CompactTarget(raw.initial_target),
             genesis_hash: genesis.hash(),
             genesis,
+            // A unit test checks that every network's value parses.
+            min_chain_work: parse_work(&raw.min_chain_work).unwrap_or_default(),
         }
     }
 
@@ -104,6 +114,15 @@ impl Params {
     pub fn block_topic(&self) -> String {
         format!("ourcoin/{}/block/1", self.network)
     }
+}
+
+/// A work written in hexadecimal (at most 64 digits, `0x` optional).
+fn parse_work(hex: &str) -> Option<Work> {
+    let digits = hex.strip_prefix("0x").unwrap_or(hex);
+    if digits.is_empty() || digits.len() > 64 {
+        return None;
+    }
+    primitive_types::U256::from_str_radix(digits, 16).ok().map(Work)
 }
 
 /// The genesis block: deterministic from the parameters. Its coinbase pays
@@ -151,6 +170,19 @@ mod tests {
         assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
         let genesis: Vec<_> = Network::ALL.iter().map(|&n| Params::get(n).genesis_hash).collect();
         assert!(genesis[0] != genesis[1] && genesis[1] != genesis[2]);
+    }
+
+    #[test]
+    fn minimum_chain_work_parses_on_every_network_and_is_zero_on_regtest() {
+        let raw: RawNetworks = toml::from_str(NETWORKS_TOML).unwrap();
+        for network in [&raw.main, &raw.test, &raw.regtest] {
+            assert!(parse_work(&network.min_chain_work).is_some(), "{}", network.min_chain_work);
+        }
+        assert_eq!(Params::get(Network::Regtest).min_chain_work, Work::default());
+        assert_eq!(parse_work("0x100"), Some(Work(primitive_types::U256::from(256))));
+        assert_eq!(parse_work(""), None);
+        assert_eq!(parse_work("zz"), None);
+        assert_eq!(parse_work(&"f".repeat(65)), None);
     }
 
     #[test]

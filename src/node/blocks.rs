@@ -39,7 +39,9 @@ impl Node {
         let now = unix_now();
         let mut update = ChainUpdate::default();
         let mut result = Ok(());
+        let mut stored = Vec::new();
         for block in blocks {
+            let hash = block.hash();
             let accepted = match arrival {
                 Arrival::Requested => self.chain.accept_block_with(block, now, &self.mempool, check),
                 Arrival::Unrequested => self.chain.accept_unrequested_block(block, now, &self.mempool),
@@ -48,8 +50,9 @@ impl Node {
                 Ok(BlockAccepted::BestChain(more)) => {
                     update.disconnected.extend(more.disconnected);
                     update.connected.extend(more.connected);
+                    stored.push(hash);
                 }
-                Ok(BlockAccepted::SideChain) => {}
+                Ok(BlockAccepted::SideChain) => stored.push(hash),
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -63,6 +66,12 @@ impl Node {
                 tracing::info!(height = tip.height(), hash = %tip.hash(), txs = tip.body.transactions.len(), "new best block");
             }
             self.apply_chain_update(&update);
+        }
+        if !stored.is_empty() {
+            // Orphans connected with their parent are stored too, but stay
+            // wanted until they are asked for and found stored: harmless.
+            let (height, work) = (self.chain.height(), self.chain.tip_work());
+            self.sync_event(super::sync::Event::Connected { height, work, stored });
         }
         result
     }

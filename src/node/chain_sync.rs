@@ -1,19 +1,23 @@
 //! Catching up with peers that have more work: the network side of sync.
-//! Headers come from the peer claiming the most work; blocks are asked for
-//! in batches, their aggregate signatures checked together on blocking
-//! threads while the next batch downloads, and connected in order.
+//! What to ask of whom, and what a reply costs, is decided by the state
+//! machine in `sync.rs`; here its requests are sent, headers are checked
+//! against the chain (`Chain::extend_headers`), downloaded batches have
+//! their aggregate signatures checked together on blocking threads, and
+//! blocks are connected in the order of the validated header chain.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use futures::stream::FuturesUnordered;
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 
+use super::sync::{Action, Event, HeadersOutcome, RequestId, Sync, SyncConfig};
 use super::{Asked, Node};
-use crate::chain::{ChainError, SignatureCheck};
+use crate::chain::{Arrival, ChainError, HeaderCursor, SignatureCheck};
 use crate::consensus::rules;
 use crate::consensus::verdict::{verdict, Verdict};
-use crate::consensus::ValidationError;
+use crate::consensus::{Params, ValidationError};
 use crate::crypto::batch::verify_blocks_batch;
 use crate::crypto::Work;
 use crate::network::protocol::{
@@ -23,57 +27,57 @@ use crate::network::protocol::{
 use crate::network::Command;
 use crate::types::{encode, Block, BlockHash, BlockHeader, Txid};
 
-/// The penalty for a sync request to the peer we sync from that failed (a
-/// garbage answer, a timeout, a dropped stream): small, since an honest peer
-/// can be slow, but repeated failures add up.
-pub const PENALTY_FAILED_SYNC: u32 = 25;
-/// The penalty for a peer that claimed more work than it could show.
-pub const PENALTY_WORK_CLAIM: u32 = 100;
-/// The penalty for a blocks reply that is not what we asked for: empty, out
-/// of order, or holding blocks we did not request.
-pub const PENALTY_WRONG_BLOCKS: u32 = 100;
-/// A sync peer that answers nothing useful for this long is dropped from sync.
+pub use super::sync::{PENALTY_BAD_HEADERS, PENALTY_FAILED_SYNC, PENALTY_WORK_CLAIM, PENALTY_WRONG_BLOCKS};
+
+/// A sync request not answered in this time has failed: its peer is
+/// penalised, and another is asked.
 pub const SYNC_STALL: Duration = Duration::from_secs(20);
+/// How often every peer is asked its status again, so a peer dropped from
+/// sync can be trusted again, and a chain that grew without us is noticed.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(60);
+/// Header cursors kept (the machine follows one chain; a few spare for
+/// replies that cross a change of source).
+const MAX_CURSORS: usize = 8;
 
-/// Sync batches being checked at most, with one more downloading: the next
-/// batches' pairings run while the previous one is connected and written
-/// (at most 8 MiB each).
-const SYNC_BATCHES_IN_FLIGHT: usize = 3;
-
-/// Where initial (or catch-up) sync stands.
-#[derive(Debug, Default)]
-pub(super) struct SyncState {
-    /// The peer we download from, and when it last made progress.
-    peer: Option<(PeerId, Instant)>,
-    /// Blocks announced by its headers that we still have to fetch.
-    queue: VecDeque<BlockHash>,
-    pub(super) target_height: u64,
+/// The node's side of sync: the machine, and what it needs beside it.
+#[derive(Debug)]
+pub(super) struct SyncDriver {
+    pub(super) machine: Sync<PeerId>,
+    /// Header cursors by the hash they end at, for headers that continue them.
+    cursors: HashMap<BlockHash, HeaderCursor>,
+    /// Downloaded blocks, their signatures checked, waiting for their parent;
+    /// only blocks of the validated header chain (`Sync::is_wanted`).
+    downloaded: HashMap<BlockHash, (Block, PeerId)>,
+    /// Batches whose aggregate signatures are being checked on blocking threads.
+    pub(super) verifying: FuturesUnordered<tokio::task::JoinHandle<CheckedBatch>>,
     started: Option<(Instant, u64)>,
     last_log: Option<Instant>,
-    /// Whether a request for blocks is on its way to the peer.
-    requested: bool,
-    /// Downloaded batches whose signatures are being checked on blocking
-    /// threads, oldest first; each is connected once checked, in order.
-    pub(super) verifying: VecDeque<tokio::task::JoinHandle<CheckedBatch>>,
+    pub(super) last_status_round: Instant,
 }
 
-impl SyncState {
-    /// Stops downloading from the current peer, dropping what it sent that
-    /// is not connected yet.
-    pub(super) fn abandon(&mut self) {
-        self.peer = None;
-        self.queue.clear();
-        self.requested = false;
-        self.verifying.clear();
-    }
-
-    fn is_peer(&self, peer: PeerId) -> bool {
-        self.peer.is_some_and(|(p, _)| p == peer)
+impl SyncDriver {
+    pub(super) fn new(params: &Params, height: u64, work: Work) -> SyncDriver {
+        let config = SyncConfig {
+            batch: MAX_BLOCKS_PER_REQUEST,
+            max_headers: MAX_HEADERS as usize,
+            timeout: SYNC_STALL,
+            min_chain_work: params.min_chain_work,
+            ..SyncConfig::default()
+        };
+        SyncDriver {
+            machine: Sync::new(config, height, work),
+            cursors: HashMap::new(),
+            downloaded: HashMap::new(),
+            verifying: FuturesUnordered::new(),
+            started: None,
+            last_log: None,
+            last_status_round: Instant::now(),
+        }
     }
 }
 
 /// A sync batch after its signature check: the blocks up to the first one
-/// with a bad signature, and that block's hash and error.
+/// that failed, and that block's hash and error.
 #[derive(Debug)]
 pub(super) struct CheckedBatch {
     peer: PeerId,
@@ -81,15 +85,18 @@ pub(super) struct CheckedBatch {
     bad: Option<(BlockHash, ValidationError)>,
 }
 
-/// Checks the aggregate signatures of a sync batch together. Returns the
-/// blocks up to the first bad one (all of them when none is), and that bad
-/// block's hash and error. Blocks without payments need no pairing.
+/// Checks a sync batch's bodies against their headers, then all its
+/// aggregate signatures together. Returns the blocks up to the first bad
+/// one (all of them when none is), and that block's hash and error. Blocks
+/// without payments need no pairing.
 fn verify_sync_signatures(blocks: Vec<Block>) -> (Vec<Block>, Option<(BlockHash, ValidationError)>) {
     let mut claims = Vec::new();
     let mut owners = Vec::new();
     let mut cut = None;
     for (i, block) in blocks.iter().enumerate() {
-        match rules::aggregate_signature_claim(block) {
+        // A body that is not the header's is the server's doing, not the chain's.
+        let claim = rules::body_matches_commitment(block).and_then(|()| rules::aggregate_signature_claim(block));
+        match claim {
             Ok(Some(claim)) => {
                 claims.push(claim);
                 owners.push(i);
@@ -119,23 +126,6 @@ fn verify_sync_signatures(blocks: Vec<Block>) -> (Vec<Block>, Option<(BlockHash,
     }
 }
 
-/// The oldest batch's check, once done (cancel-safe: the handle stays queued).
-pub(super) async fn next_checked(
-    verifying: &mut VecDeque<tokio::task::JoinHandle<CheckedBatch>>,
-) -> Result<CheckedBatch, tokio::task::JoinError> {
-    match verifying.front_mut() {
-        Some(check) => check.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Whether `blocks` answers a request for `asked`: not empty, and the
-/// first blocks of the request in its order (a server stops early past its
-/// byte budget, which is honest).
-fn answers_request(asked: &[BlockHash], blocks: &[Block]) -> bool {
-    !blocks.is_empty() && blocks.len() <= asked.len() && blocks.iter().zip(asked).all(|(b, h)| b.hash() == *h)
-}
-
 impl Node {
     pub(super) fn status(&self) -> ChainStatus {
         ChainStatus {
@@ -147,189 +137,189 @@ impl Node {
         }
     }
 
-    fn peer_has_more_work(&self, status: &ChainStatus) -> bool {
-        status.genesis == self.params.genesis_hash && Work::from_be_bytes(&status.work) > self.chain.tip_work()
-    }
-
-    pub(super) fn maybe_start_sync(&mut self) {
-        if self.sync.peer.is_some() {
-            return;
-        }
-        let best = self
-            .peers
-            .iter()
-            .filter_map(|(peer, state)| state.status.map(|s| (*peer, s)))
-            .filter(|(_, s)| self.peer_has_more_work(s))
-            .max_by_key(|(_, s)| Work::from_be_bytes(&s.work));
-        if let Some((peer, status)) = best {
-            self.sync.target_height = status.height;
-            self.start_sync_from(peer);
-        }
-    }
-
-    pub(super) fn start_sync_from(&mut self, peer: PeerId) {
-        if self.sync.peer.is_some_and(|(p, _)| p != peer) {
-            return;
-        }
-        self.sync.peer = Some((peer, Instant::now()));
-        if self.sync.started.is_none() {
-            self.sync.started = Some((Instant::now(), self.chain.height()));
-        }
-        let mut locator = self.chain.locator();
-        locator.truncate(MAX_LOCATOR);
-        self.request(peer, SyncRequest::Headers { locator, max: MAX_HEADERS }, Asked::Headers);
-    }
-
-    /// A sync peer that has made no progress for `SYNC_STALL` is dropped from
-    /// sync, so another can take over.
-    pub(super) fn check_sync_progress(&mut self) {
-        if let Some((peer, last)) = self.sync.peer {
-            if last.elapsed() > SYNC_STALL {
-                tracing::warn!(%peer, "sync peer made no progress; trying another");
-                self.drop_sync_peer(peer);
-                self.penalize(peer, PENALTY_FAILED_SYNC, "made no sync progress");
+    /// Tells the sync machine what happened and does what it asks.
+    pub(super) fn sync_event(&mut self, event: Event<PeerId>) {
+        let actions = self.sync.machine.on_event(Instant::now(), event);
+        for action in actions {
+            match action {
+                Action::RequestHeaders { peer, id, after } => {
+                    let mut locator: Vec<BlockHash> = after.into_iter().chain(self.chain.locator()).collect();
+                    locator.truncate(MAX_LOCATOR);
+                    if self.sync.started.is_none() {
+                        self.sync.started = Some((Instant::now(), self.chain.height()));
+                    }
+                    self.request(
+                        peer,
+                        SyncRequest::Headers { locator, max: MAX_HEADERS },
+                        Asked::Headers { id, after },
+                    );
+                }
+                Action::RequestBlocks { peer, id, hashes } => {
+                    self.request(peer, SyncRequest::Blocks(hashes), Asked::Blocks { id });
+                }
+                Action::Penalize { peer, penalty, reason } => self.penalize(peer, penalty, &reason),
+                Action::CaughtUp => self.finish_sync(),
             }
         }
+        let machine = &self.sync.machine;
+        self.sync.downloaded.retain(|hash, _| machine.is_wanted(hash));
+        if !machine.is_syncing() {
+            self.sync.cursors.clear();
+        }
     }
 
-    /// Stops syncing from `peer`; its claim of more work is not trusted again
-    /// until it sends a new status, or we would pick it again at every tick.
-    fn drop_sync_peer(&mut self, peer: PeerId) {
-        if self.sync.is_peer(peer) {
-            self.sync.abandon();
+    /// Every peer is asked its status again now and then (`STATUS_INTERVAL`).
+    pub(super) fn refresh_peer_statuses(&mut self) {
+        if self.sync.last_status_round.elapsed() < STATUS_INTERVAL {
+            return;
         }
-        if let Some(state) = self.peers.get_mut(&peer) {
-            state.status = None;
+        self.sync.last_status_round = Instant::now();
+        let status = self.status();
+        for peer in self.sync_peers() {
+            self.request(peer, SyncRequest::Status(status), Asked::Status { first: false });
         }
     }
 
     pub(super) fn on_sync_peer_gone(&mut self, peer: PeerId) {
-        if self.sync.is_peer(peer) {
-            self.sync.abandon();
-        }
+        self.sync_event(Event::PeerGone(peer));
     }
 
-    pub(super) fn on_sync_request_failed(&mut self, peer: PeerId) {
-        if self.sync.is_peer(peer) {
-            self.drop_sync_peer(peer);
-            self.penalize(peer, PENALTY_FAILED_SYNC, "failed a sync request");
-        }
+    pub(super) fn on_sync_request_failed(&mut self, peer: PeerId, id: RequestId) {
+        self.sync_event(Event::Failed { peer, id });
     }
 
-    /// Asks the sync peer for the next blocks when fewer than
-    /// `SYNC_BATCHES_IN_FLIGHT` batches are downloading or being checked; for
-    /// headers again once everything asked for is connected (the peer may
-    /// have more past what it sent).
-    fn request_next_blocks(&mut self, peer: PeerId) {
-        if self.sync.requested || self.sync.verifying.len() >= SYNC_BATCHES_IN_FLIGHT {
-            return;
+    /// Checks a headers reply as a chain, continuing the cursor at `after`
+    /// or from the block of ours the reply starts on.
+    fn check_peer_headers(&mut self, after: Option<BlockHash>, headers: &[BlockHeader]) -> HeadersOutcome {
+        if headers.len() > MAX_HEADERS as usize {
+            return HeadersOutcome::Invalid(format!(
+                "{} headers, more than the {MAX_HEADERS} asked for",
+                headers.len()
+            ));
         }
-        let batch: Vec<BlockHash> =
-            std::iter::from_fn(|| self.sync.queue.pop_front()).take(MAX_BLOCKS_PER_REQUEST).collect();
-        if !batch.is_empty() {
-            self.sync.requested = true;
-            self.request(peer, SyncRequest::Blocks(batch.clone()), Asked::Blocks(batch));
-        } else if self.sync.verifying.is_empty() {
-            self.start_sync_from(peer);
-        }
-    }
-
-    pub(super) fn handle_headers(&mut self, peer: PeerId, headers: Vec<BlockHeader>) {
-        if !self.sync.is_peer(peer) {
-            // Asked of a peer we have since dropped from sync.
-            return;
-        }
-        let new: Vec<BlockHash> = headers.iter().map(|h| h.hash()).filter(|hash| !self.chain.knows(hash)).collect();
-        if let Some(last) = headers.last() {
-            self.sync.target_height = self.sync.target_height.max(last.height);
-        }
-        if new.is_empty() {
-            let claimed_more =
-                self.peers.get(&peer).and_then(|p| p.status).is_some_and(|st| self.peer_has_more_work(&st));
-            self.finish_sync();
-            if claimed_more {
-                // It announced more work than we have, but has nothing to show for it.
-                if let Some(state) = self.peers.get_mut(&peer) {
-                    state.status = None;
+        let now = super::unix_now();
+        let checked = match after {
+            Some(after) => {
+                let Some(mut cursor) = self.sync.cursors.get(&after).cloned() else {
+                    return HeadersOutcome::Diverged;
+                };
+                match headers.first() {
+                    // It answered from another block of ours: its chain moved.
+                    Some(first) if first.prev != after && self.chain.entry(&first.prev).is_some() => {
+                        return HeadersOutcome::Diverged;
+                    }
+                    _ => {}
                 }
-                self.penalize(peer, PENALTY_WORK_CLAIM, "claimed more work than it served");
+                self.chain.extend_headers(&mut cursor, headers, now).map(|usable| (cursor, usable))
             }
-            self.maybe_start_sync();
-        } else {
-            self.sync.peer = Some((peer, Instant::now()));
-            self.sync.queue.extend(new);
-            self.request_next_blocks(peer);
+            None => self.chain.check_headers(headers, now),
+        };
+        let (cursor, usable) = match checked {
+            Ok(checked) => checked,
+            Err(e) => return HeadersOutcome::Invalid(e.to_string()),
+        };
+        let passed = headers.get(..usable).unwrap_or_default();
+        // Leave out the run of headers whose blocks we store.
+        let stored = passed.iter().take_while(|h| self.chain.entry(&h.hash()).is_some_and(|e| !e.invalid)).count();
+        let fresh = passed.get(stored..).unwrap_or_default();
+        let outcome = HeadersOutcome::Valid {
+            first_height: fresh.first().map_or(cursor.height(), |h| h.height),
+            hashes: fresh.iter().map(BlockHeader::hash).collect(),
+            last: passed.last().map(BlockHeader::hash),
+            work: cursor.work(),
+            full: headers.len() == MAX_HEADERS as usize,
+        };
+        if self.sync.cursors.len() >= MAX_CURSORS {
+            self.sync.cursors.clear();
         }
+        self.sync.cursors.insert(cursor.tip().hash(), cursor);
+        outcome
     }
 
-    pub(super) fn handle_blocks(&mut self, peer: PeerId, asked: &[BlockHash], blocks: Vec<Block>) {
-        if !answers_request(asked, &blocks) {
-            self.drop_sync_peer(peer);
-            self.penalize(peer, PENALTY_WRONG_BLOCKS, "answered a blocks request with blocks it was not asked for");
+    pub(super) fn handle_headers(
+        &mut self,
+        peer: PeerId,
+        id: RequestId,
+        after: Option<BlockHash>,
+        headers: Vec<BlockHeader>,
+    ) {
+        let outcome = self.check_peer_headers(after, &headers);
+        if let HeadersOutcome::Invalid(why) = &outcome {
+            tracing::warn!(%peer, "sync peer served headers that are not a valid chain: {why}");
+        }
+        self.sync_event(Event::Headers { peer, id, outcome });
+    }
+
+    pub(super) fn handle_blocks(&mut self, peer: PeerId, id: RequestId, blocks: Vec<Block>) {
+        let hashes: Vec<BlockHash> = blocks.iter().map(Block::hash).collect();
+        self.sync_event(Event::Blocks { peer, id, hashes });
+        // Only blocks of the validated header chain are kept (the machine
+        // judged the reply; a stale or refused one keeps nothing).
+        let machine = &self.sync.machine;
+        let blocks: Vec<Block> = blocks.into_iter().filter(|b| machine.is_wanted(&b.hash())).collect();
+        if blocks.is_empty() {
             return;
         }
-        if !self.sync.is_peer(peer) {
-            return;
-        }
-        self.sync.requested = false;
-        self.sync.peer = Some((peer, Instant::now()));
-        // What it left out past its byte budget is asked for again, first.
-        for hash in asked.iter().skip(blocks.len()).rev() {
-            self.sync.queue.push_front(*hash);
-        }
-        // All the batch's aggregate signatures in one weighted
-        // multi-pairing, on blocking threads; the next batch is asked
-        // for meanwhile, and the batch is connected once checked.
-        let check = tokio::task::spawn_blocking(move || {
+        // All the batch's aggregate signatures in one weighted multi-pairing,
+        // on blocking threads, while the other batches download.
+        self.sync.verifying.push(tokio::task::spawn_blocking(move || {
             let (blocks, bad) = verify_sync_signatures(blocks);
             CheckedBatch { peer, blocks, bad }
-        });
-        self.sync.verifying.push_back(check);
-        self.request_next_blocks(peer);
+        }));
     }
 
-    /// Connects a sync batch whose signatures were checked, then asks for more.
-    pub(super) fn connect_checked_batch(&mut self, batch: CheckedBatch) {
+    /// A batch whose signatures were checked: kept until its blocks connect in order.
+    pub(super) fn on_checked_batch(&mut self, batch: CheckedBatch) {
         let CheckedBatch { peer, blocks, bad } = batch;
-        let count = blocks.len();
-        // The pipeline has room again: keep the cores busy while this one is written.
-        if self.sync.is_peer(peer) && !self.sync.queue.is_empty() {
-            self.request_next_blocks(peer);
+        for block in blocks {
+            self.sync.downloaded.insert(block.hash(), (block, peer));
         }
-        if let Some((hash, e)) = &bad {
-            tracing::warn!(%peer, %hash, "sync peer served a block with a bad signature: {e}");
+        if let Some((hash, e)) = bad {
+            self.on_invalid_sync_block(peer, hash, &e);
         }
-        // Blocks connected meanwhile (a gossiped block's orphan children, say)
-        // are skipped, or the first duplicate would stop the batch.
-        let blocks: Vec<Block> =
-            blocks.into_iter().filter(|block| self.chain.entry(&block.hash()).is_none_or(|e| e.invalid)).collect();
-        let accepted =
-            self.accept_blocks_with(blocks, SignatureCheck::AlreadyVerified, crate::chain::Arrival::Requested);
-        let accepted = match (accepted, bad) {
-            (Ok(()), Some((_, e))) => Err(ChainError::Invalid(e)),
-            (other, _) => other,
-        };
-        match accepted {
-            Ok(()) => {}
-            Err(ChainError::Invalid(ValidationError::DuplicateBlock)) => {}
+        self.connect_downloaded();
+    }
+
+    /// Connects the downloaded blocks that follow our chain, in the order of
+    /// the validated header chain.
+    fn connect_downloaded(&mut self) {
+        let mut ready = Vec::new();
+        for hash in self.sync.machine.wanted_blocks() {
+            let Some((block, peer)) = self.sync.downloaded.get(hash) else { break };
+            ready.push((*hash, *peer, block.clone()));
+        }
+        if ready.is_empty() {
+            return;
+        }
+        for (hash, _, _) in &ready {
+            self.sync.downloaded.remove(hash);
+        }
+        let count = ready.len();
+        let servers: Vec<(BlockHash, PeerId)> = ready.iter().map(|(hash, peer, _)| (*hash, *peer)).collect();
+        let blocks = ready.into_iter().map(|(_, _, block)| block).collect();
+        match self.accept_blocks_with(blocks, SignatureCheck::AlreadyVerified, Arrival::Requested) {
+            Ok(()) | Err(ChainError::Invalid(ValidationError::DuplicateBlock)) => {}
             Err(ChainError::Invalid(e)) => {
-                tracing::warn!(%peer, "sync peer served an invalid block: {e}");
-                if self.sync.is_peer(peer) {
-                    // What it sent after the bad block is dropped with it.
-                    self.sync.abandon();
+                // The first block of the run that is not stored is the one that failed.
+                let failed = servers.iter().find(|(hash, _)| self.chain.entry(hash).is_none_or(|e| e.invalid));
+                if let Some(&(hash, peer)) = failed {
+                    self.on_invalid_sync_block(peer, hash, &e);
                 }
-                if let Verdict::Reject { penalty } = verdict(&e) {
-                    // Serving an invalid chain is worse than relaying one bad message.
-                    self.penalize(peer, penalty.saturating_mul(5), "served an invalid block in sync");
-                }
-                return;
             }
             Err(ChainError::Store(e)) => return self.fail(format!("database write failed: {e}")),
         }
         self.log_sync_progress(count);
-        if self.sync.is_peer(peer) {
-            self.request_next_blocks(peer);
+    }
+
+    /// A block served in sync failed validation: serving an invalid chain is
+    /// worse than relaying one bad message.
+    fn on_invalid_sync_block(&mut self, peer: PeerId, hash: BlockHash, e: &ValidationError) {
+        tracing::warn!(%peer, %hash, "sync peer served an invalid block: {e}");
+        if let Verdict::Reject { penalty } = verdict(e) {
+            self.penalize(peer, penalty.saturating_mul(5), "served an invalid block in sync");
         }
+        let tampered = matches!(e, ValidationError::BodyCommitmentMismatch);
+        self.sync_event(Event::InvalidBlock { peer, hash, tampered });
     }
 
     fn finish_sync(&mut self) {
@@ -345,7 +335,6 @@ impl Node {
                 );
             }
         }
-        self.sync.abandon();
     }
 
     fn log_sync_progress(&mut self, _received: usize) {
@@ -357,12 +346,12 @@ impl Node {
         if let Some((started, from)) = self.sync.started {
             let done = self.chain.height().saturating_sub(from);
             let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let target = self.sync.machine.header_height();
             tracing::info!(
                 height = self.chain.height(),
-                target = self.sync.target_height,
-                "syncing: {}/{} ({rate:.1} blocks/s)",
+                target,
+                "syncing: {}/{target} ({rate:.1} blocks/s)",
                 self.chain.height(),
-                self.sync.target_height
             );
         }
     }
@@ -378,10 +367,7 @@ impl Node {
             tracing::info!(%peer, height = status.height, "peer connected");
         }
         state.status = Some(status);
-        if self.peer_has_more_work(&status) {
-            self.sync.target_height = self.sync.target_height.max(status.height);
-            self.maybe_start_sync();
-        }
+        self.sync_event(Event::Status { peer, work: Work::from_be_bytes(&status.work), tip: status.tip });
     }
 
     pub(super) fn serve_sync(&mut self, peer: PeerId, request: SyncRequest, channel: ResponseChannel<SyncResponse>) {
@@ -435,18 +421,16 @@ impl Node {
 mod tests {
     use super::*;
     use crate::testkit::{block_on_tip, regtest};
+    use crate::types::Address;
 
     #[test]
-    fn a_blocks_reply_must_be_a_non_empty_prefix_of_the_request() {
+    fn a_tampered_body_is_found_before_its_signature_is_checked() {
         let chain = crate::chain::Chain::open(regtest(), crate::chain::MemoryStore::default()).unwrap();
-        let a = block_on_tip(&chain, crate::types::Address([1; 20]), &[]);
-        let b = block_on_tip(&chain, crate::types::Address([2; 20]), &[]);
-        let asked = vec![a.hash(), b.hash()];
-        assert!(answers_request(&asked, std::slice::from_ref(&a)), "a prefix is honest");
-        assert!(answers_request(&asked, &[a.clone(), b.clone()]));
-        assert!(!answers_request(&asked, &[]), "empty");
-        assert!(!answers_request(&asked, &[b.clone(), a.clone()]), "out of order");
-        assert!(!answers_request(&asked[..1], &[a.clone(), b]), "more than asked");
-        assert!(!answers_request(&[], &[a]), "nothing asked");
+        let good = block_on_tip(&chain, Address([1; 20]), &[]);
+        let mut tampered = good.clone();
+        tampered.body.coinbase.recipient = Address([2; 20]);
+        let (kept, bad) = verify_sync_signatures(vec![good.clone(), tampered.clone()]);
+        assert_eq!(kept, vec![good]);
+        assert_eq!(bad, Some((tampered.hash(), ValidationError::BodyCommitmentMismatch)));
     }
 }

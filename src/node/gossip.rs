@@ -11,6 +11,7 @@ use super::{unix_now, Node};
 use crate::chain::{Arrival, ChainError, SignatureCheck};
 use crate::consensus::verdict::{verdict, verdict_for_transaction, Verdict};
 use crate::consensus::ValidationError;
+use crate::network::protocol::SyncRequest;
 use crate::network::{Command, Topic};
 use crate::state::Account;
 use crate::types::{decode, encode, Block, SignedTransaction, Txid, MAX_BLOCK_BYTES, MAX_TX_BYTES};
@@ -142,8 +143,12 @@ impl Node {
             Ok(()) => self.report(id, source, Verdict::Accept),
             Err(ChainError::Invalid(e)) => {
                 if let ValidationError::UnknownParent(_) = e {
-                    // We are behind or on another branch: ask this peer for its headers.
-                    self.start_sync_from(source);
+                    // We are behind or on another branch: ask this peer where
+                    // it stands, and sync decides (unless it is busy already).
+                    if !self.sync.machine.is_syncing() {
+                        let status = self.status();
+                        self.request(source, SyncRequest::Status(status), super::Asked::Status { first: false });
+                    }
                 } else if !matches!(e, ValidationError::DuplicateBlock | ValidationError::LessWorkThanBest) {
                     tracing::info!(%source, %hash, "block refused: {e}");
                 }

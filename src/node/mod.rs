@@ -50,11 +50,13 @@ use crate::state::Account;
 use crate::store::SledStore;
 use crate::types::{Address, Block, SignedTransaction, Txid};
 
-pub use chain_sync::{PENALTY_FAILED_SYNC, PENALTY_WORK_CLAIM, PENALTY_WRONG_BLOCKS, SYNC_STALL};
+pub use chain_sync::{
+    PENALTY_BAD_HEADERS, PENALTY_FAILED_SYNC, PENALTY_WORK_CLAIM, PENALTY_WRONG_BLOCKS, STATUS_INTERVAL, SYNC_STALL,
+};
 pub use gossip::{BATCH_MAX, BATCH_WAIT};
 pub use peers::{BAN_DURATION, BAN_SCORE};
 
-use chain_sync::SyncState;
+use chain_sync::SyncDriver;
 use files::KnownPeers;
 use gossip::GossipBatch;
 use mempool_sync::MempoolExchange;
@@ -75,9 +77,17 @@ pub struct DataFiles {
 /// What a sync request we sent was for, so its reply is read as what we asked.
 #[derive(Debug, Clone)]
 enum Asked {
-    Status,
-    Headers,
-    Blocks(Vec<crate::types::BlockHash>),
+    /// `first`: on connecting (the mempool exchange follows), not a refresh.
+    Status {
+        first: bool,
+    },
+    Headers {
+        id: sync::RequestId,
+        after: Option<crate::types::BlockHash>,
+    },
+    Blocks {
+        id: sync::RequestId,
+    },
     MempoolIds,
     MempoolTxs(Vec<Txid>),
     /// Answered with `Ack`; nothing to do.
@@ -101,7 +111,7 @@ pub struct Node {
     listen_addrs: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerState>,
     known_peers: KnownPeers,
-    sync: SyncState,
+    sync: SyncDriver,
     mempool_exchange: MempoolExchange,
     /// Replies to the sync requests we sent, as they come.
     replies: Replies,
@@ -156,6 +166,7 @@ impl Node {
         chain.set_signature_cache(signature_cache.clone());
         let mut mempool = Mempool::new(params, MempoolConfig::default());
         mempool.set_signature_cache(signature_cache.clone());
+        let sync = SyncDriver::new(params, chain.height(), chain.tip_work());
         let mut node = Node {
             params,
             chain,
@@ -164,7 +175,7 @@ impl Node {
             listen_addrs: Vec::new(),
             peers: HashMap::new(),
             known_peers,
-            sync: SyncState::default(),
+            sync,
             mempool_exchange: MempoolExchange::default(),
             replies: FuturesUnordered::new(),
             miner,
@@ -273,17 +284,11 @@ impl Node {
                 },
                 Some(answered) = self.replies.next(), if !self.replies.is_empty() => self.handle_reply(answered),
                 Some(block) = self.found.recv() => self.handle_mined_block(block),
-                checked = chain_sync::next_checked(&mut self.sync.verifying), if !self.sync.verifying.is_empty() => {
-                    self.sync.verifying.pop_front();
-                    match checked {
-                        Ok(batch) => self.connect_checked_batch(batch),
-                        Err(e) => {
-                            // A bug, not the peer's doing: nothing of the batch is connected.
-                            tracing::error!("a sync batch's signature check failed to run: {e}");
-                            self.sync.abandon();
-                        }
-                    }
-                }
+                Some(checked) = self.sync.verifying.next(), if !self.sync.verifying.is_empty() => match checked {
+                    Ok(batch) => self.on_checked_batch(batch),
+                    // A bug, not the peer's doing: the batch's blocks are asked for again after a timeout.
+                    Err(e) => tracing::error!("a sync batch's signature check failed to run: {e}"),
+                },
                 _ = tick.tick() => self.on_tick(),
                 _ = self.gossip_batch.due(), if self.gossip_batch.is_waiting() => self.verify_gossip_batch(),
             }
@@ -329,8 +334,8 @@ impl Node {
         if self.template_dirty {
             self.refresh_template();
         }
-        self.check_sync_progress();
-        self.maybe_start_sync();
+        self.sync_event(sync::Event::Tick);
+        self.refresh_peer_statuses();
         if self.last_peer_save.elapsed() > Duration::from_secs(30) {
             self.save_peers();
         }
@@ -365,15 +370,17 @@ impl Node {
         let Answered { peer, asked, reply } = answered;
         match (asked, reply) {
             (asked, Err(error)) => self.on_request_failed(peer, asked, &error),
-            (Asked::Status, Ok(crate::network::protocol::SyncResponse::Status(status))) => {
+            (Asked::Status { first }, Ok(crate::network::protocol::SyncResponse::Status(status))) => {
                 self.record_status(peer, status);
-                self.ask_mempool_ids(peer);
+                if first {
+                    self.ask_mempool_ids(peer);
+                }
             }
-            (Asked::Headers, Ok(crate::network::protocol::SyncResponse::Headers(headers))) => {
-                self.handle_headers(peer, headers)
+            (Asked::Headers { id, after }, Ok(crate::network::protocol::SyncResponse::Headers(headers))) => {
+                self.handle_headers(peer, id, after, headers)
             }
-            (Asked::Blocks(hashes), Ok(crate::network::protocol::SyncResponse::Blocks(blocks))) => {
-                self.handle_blocks(peer, &hashes, blocks)
+            (Asked::Blocks { id, .. }, Ok(crate::network::protocol::SyncResponse::Blocks(blocks))) => {
+                self.handle_blocks(peer, id, blocks)
             }
             (Asked::MempoolIds, Ok(crate::network::protocol::SyncResponse::MempoolIds(ids))) => {
                 self.handle_mempool_ids(peer, ids)
@@ -403,9 +410,9 @@ impl Node {
     fn on_request_failed(&mut self, peer: PeerId, asked: Asked, error: &str) {
         tracing::debug!(%peer, ?asked, "sync request failed: {error}");
         match asked {
-            Asked::Headers | Asked::Blocks(_) => self.on_sync_request_failed(peer),
+            Asked::Headers { id, .. } | Asked::Blocks { id, .. } => self.on_sync_request_failed(peer, id),
             Asked::MempoolTxs(_) => self.mempool_request_done(peer),
-            Asked::Status | Asked::MempoolIds | Asked::Announce => {}
+            Asked::Status { .. } | Asked::MempoolIds | Asked::Announce => {}
         }
     }
 }

@@ -50,7 +50,7 @@ impl Node {
         tracing::debug!(%peer, %addr, "connection opened");
         self.peers.entry(peer).or_default().addr = Some(addr);
         let status = self.status();
-        self.request(peer, SyncRequest::Status(status), Asked::Status);
+        self.request(peer, SyncRequest::Status(status), Asked::Status { first: true });
     }
 
     pub(super) fn on_peer_disconnected(&mut self, peer: PeerId) {

@@ -33,7 +33,7 @@ impl Node {
                 .filter_map(|p| p.status.map(|s| s.height))
                 .max()
                 .unwrap_or(0)
-                .max(self.sync.target_height),
+                .max(self.sync.machine.header_height()),
         }
     }
 

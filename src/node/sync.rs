@@ -188,7 +188,7 @@ struct PeerInfo {
 
 #[derive(Clone, Debug)]
 enum Asked {
-    Headers { after: Option<BlockHash> },
+    Headers,
     Blocks(Vec<BlockHash>),
 }
 
@@ -376,7 +376,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
 
     fn on_headers(&mut self, peer: P, id: RequestId, outcome: HeadersOutcome, actions: &mut Vec<Action<P>>) {
         let Some(request) = self.take_request(id, peer) else { return };
-        let Asked::Headers { .. } = request.asked else { return };
+        let Asked::Headers = request.asked else { return };
         let Some(target) = self.target.as_mut().filter(|t| t.source == peer) else { return };
         target.headers_asked = false;
         let (first_height, hashes, last, work, full) = match outcome {
@@ -455,18 +455,24 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
             return;
         }
         // The peer says this is all it has.
-        let claimed = target.claimed;
-        if work < claimed {
+        let overclaimed = work < target.claimed;
+        if overclaimed {
+            // What it did show is still a validated chain: worth its blocks
+            // when it has more work than ours.
+            target.claimed = work;
+        }
+        let downloading = target.phase == Phase::Download;
+        if overclaimed {
             actions.push(Action::Penalize {
                 peer,
                 penalty: PENALTY_WORK_CLAIM,
                 reason: "claimed more work than it served".to_string(),
             });
             self.distrust(peer);
-            self.drop_target();
-        } else if work <= self.work {
-            // Everything it has, we have: its claim was true, and is met.
-            if let Some(info) = self.peers.get_mut(&peer) {
+        }
+        if work <= self.work {
+            // Everything it has, we have.
+            if let Some(info) = self.peers.get_mut(&peer).filter(|_| !overclaimed) {
                 info.claimed = work;
             }
             self.drop_target();
@@ -475,7 +481,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
             // Short of the minimum chain work: not followed.
             self.distrust(peer);
             self.drop_target();
-        } else if target.phase != Phase::Download {
+        } else if !downloading {
             // A redownload that ended before its checkpoints did.
             actions.push(Action::Penalize {
                 peer,
@@ -525,11 +531,11 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
         actions.push(Action::Penalize { peer, penalty: PENALTY_FAILED_SYNC, reason: why.to_string() });
         let is_source = self.source() == Some(peer);
         match request.asked {
-            Asked::Headers { .. } if is_source => {
+            Asked::Headers if is_source => {
                 self.distrust(peer);
                 self.drop_target();
             }
-            Asked::Headers { .. } => {}
+            Asked::Headers => {}
             Asked::Blocks(_) if is_source => {
                 // Another peer takes over: the chain stays validated, but its
                 // source is not trusted to serve it.
@@ -640,7 +646,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
         }
         let (peer, after) = (target.source, target.tip);
         let id = self.next_id();
-        self.requests.insert(id, Request { peer, asked: Asked::Headers { after }, sent: now });
+        self.requests.insert(id, Request { peer, asked: Asked::Headers, sent: now });
         if let Some(target) = &mut self.target {
             target.headers_asked = true;
         }
