@@ -56,8 +56,12 @@ pub struct SyncConfig {
     pub window: usize,
     /// Headers a full reply holds (a shorter one means the peer has no more).
     pub max_headers: usize,
-    /// A request not answered in this time has failed.
+    /// A blocks request not answered in this time has failed.
     pub timeout: Duration,
+    /// A headers request (a few hundred kilobytes at most) not answered in
+    /// this time has failed: a silent source stalls the start of sync for
+    /// no longer.
+    pub headers_timeout: Duration,
     /// Below this work a header chain is presynced, not kept.
     pub min_chain_work: Work,
     /// Replies a presync may take before the peer is dropped from sync (its
@@ -74,6 +78,7 @@ impl Default for SyncConfig {
             window: 1024,
             max_headers: 2_000,
             timeout: Duration::from_secs(20),
+            headers_timeout: Duration::from_secs(8),
             min_chain_work: Work::default(),
             max_presync_replies: 100_000,
         }
@@ -184,6 +189,10 @@ struct PeerInfo {
     in_flight: usize,
     /// It showed it lacks blocks of the chain being downloaded: not asked for them again.
     lacks_target: bool,
+    /// Times it failed to back a claim while connected: a source is chosen
+    /// among the peers with the fewest, so a liar that re-sends its status
+    /// is tried again only after every other peer.
+    strikes: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -306,6 +315,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
                     tip,
                     in_flight: 0,
                     lacks_target: false,
+                    strikes: 0,
                 });
                 info.claimed = work;
                 info.tip = tip;
@@ -358,11 +368,14 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
                 }
             }
             Event::Tick => {
-                let timeout = self.config.timeout;
+                let (blocks, headers) = (self.config.timeout, self.config.headers_timeout);
                 let late: Vec<(RequestId, P)> = self
                     .requests
                     .iter()
-                    .filter(|(_, r)| now.saturating_duration_since(r.sent) >= timeout)
+                    .filter(|(_, r)| {
+                        let timeout = if matches!(r.asked, Asked::Headers) { headers } else { blocks };
+                        now.saturating_duration_since(r.sent) >= timeout
+                    })
                     .map(|(id, r)| (*id, r.peer))
                     .collect();
                 for (id, peer) in late {
@@ -582,6 +595,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
     fn distrust(&mut self, peer: P) {
         if let Some(info) = self.peers.get_mut(&peer) {
             info.claimed = Work::default();
+            info.strikes = info.strikes.saturating_add(1);
         }
     }
 
@@ -616,7 +630,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
                 .peers
                 .iter()
                 .filter(|(_, info)| info.claimed > self.work && info.claimed >= self.config.min_chain_work)
-                .max_by_key(|(_, info)| info.claimed)
+                .max_by_key(|(_, info)| (std::cmp::Reverse(info.strikes), info.claimed))
                 .map(|(peer, info)| (*peer, info.claimed));
             let Some((source, claimed)) = best else { return };
             // A header chain is kept only once it shows more work than ours

@@ -351,6 +351,7 @@ fn small_config(min_chain_work: u64) -> SyncConfig {
         window: 16,
         max_headers: 8,
         timeout: Duration::from_secs(20),
+        headers_timeout: Duration::from_secs(8),
         min_chain_work: work(min_chain_work),
         max_presync_replies: 1_000,
     }
@@ -583,4 +584,22 @@ fn memory_held_for_a_header_chain_is_bounded_by_the_window() {
     }
     let held = sim.sync.target.as_ref().map_or(0, |t| t.slots.len());
     assert!(held >= config.window && held < config.window + config.max_headers, "{held} hashes held");
+}
+
+#[test]
+fn a_liar_that_says_it_again_is_tried_only_after_every_other_peer() {
+    let peers = [Behaviour::Silent, Behaviour::Honest(20), Behaviour::Honest(20)];
+    let mut sim = Sim::new(small_config(0), 20, &peers);
+    // The silent peer spoke first: it is asked first, and times out.
+    assert_eq!(sim.sync.source(), Some(0));
+    sim.tick(Duration::from_secs(8));
+    assert!(matches!(sim.sync.source(), Some(1 | 2)), "an honest peer took over");
+    // Its status again, with the same enormous claim; then the honest source
+    // leaves: the other honest peer, not the liar, takes over.
+    sim.status(0);
+    let source = sim.sync.source().unwrap();
+    sim.disconnect(source);
+    assert_eq!(sim.sync.source(), Some(3 - source));
+    sim.settle();
+    assert_eq!(sim.tip, hash(0, 20));
 }
