@@ -62,6 +62,9 @@ pub struct SyncConfig {
     /// this time has failed: a silent source stalls the start of sync for
     /// no longer.
     pub headers_timeout: Duration,
+    /// A blocks request that holds up a full window fails after this time
+    /// when another peer could serve it.
+    pub stall_timeout: Duration,
     /// Below this work a header chain is presynced, not kept.
     pub min_chain_work: Work,
     /// Replies a presync may take before the peer is dropped from sync (its
@@ -79,6 +82,7 @@ impl Default for SyncConfig {
             max_headers: 2_000,
             timeout: Duration::from_secs(20),
             headers_timeout: Duration::from_secs(8),
+            stall_timeout: Duration::from_secs(5),
             min_chain_work: Work::default(),
             max_presync_replies: 100_000,
         }
@@ -381,6 +385,9 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
                 for (id, peer) in late {
                     self.on_failed(peer, id, "did not answer a sync request in time", &mut actions);
                 }
+                if let Some((id, peer)) = self.stalling_request(now) {
+                    self.on_failed(peer, id, "stalled the download window", &mut actions);
+                }
             }
         }
         self.schedule(now, &mut actions);
@@ -557,6 +564,25 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
             }
             Asked::Blocks(_) => self.set_lacks_target(peer),
         }
+    }
+
+    /// The request holding up the download (Bitcoin Core's block stalling
+    /// rule): when everything in the window has been asked for, and the
+    /// first block we still lack has waited `stall_timeout` on one peer
+    /// while another peer could serve it, that request has failed.
+    fn stalling_request(&self, now: Instant) -> Option<(RequestId, P)> {
+        let target = self.target.as_ref()?;
+        let window = target.slots.iter().take(self.config.window);
+        if window.clone().any(|slot| slot.state == SlotState::Wanted) {
+            return None;
+        }
+        let SlotState::Asked(id) = window.clone().find(|slot| slot.state != SlotState::Received)?.state else {
+            return None;
+        };
+        let request = self.requests.get(&id)?;
+        let others = self.peers.iter().any(|(peer, info)| *peer != request.peer && !info.lacks_target);
+        let late = now.saturating_duration_since(request.sent) >= self.config.stall_timeout;
+        (others && late).then_some((id, request.peer))
     }
 
     /// Removes request `id` if `peer` was asked it, with its count.

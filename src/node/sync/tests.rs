@@ -352,6 +352,7 @@ fn small_config(min_chain_work: u64) -> SyncConfig {
         max_headers: 8,
         timeout: Duration::from_secs(20),
         headers_timeout: Duration::from_secs(8),
+        stall_timeout: Duration::from_secs(5),
         min_chain_work: work(min_chain_work),
         max_presync_replies: 1_000,
     }
@@ -602,4 +603,24 @@ fn a_liar_that_says_it_again_is_tried_only_after_every_other_peer() {
     assert_eq!(sim.sync.source(), Some(3 - source));
     sim.settle();
     assert_eq!(sim.tip, hash(0, 20));
+}
+
+#[test]
+fn a_peer_holding_up_a_full_window_loses_its_request_to_another() {
+    // The silent peer claims enough work to be asked for blocks, and never answers.
+    let mut sim = Sim::new(small_config(0), 60, &[Behaviour::Honest(60), Behaviour::Silent]);
+    // Everything honest answered at once: the window fills up behind the silent peer's batches.
+    for _ in 0..20 {
+        let answerable: Vec<RequestId> =
+            sim.outstanding.iter().filter(|(_, (p, _))| *p == 0).map(|(id, _)| *id).collect();
+        for id in answerable {
+            sim.answer(id, usize::MAX);
+        }
+    }
+    let held = sim.sync.requests.values().filter(|r| r.peer == 1).count();
+    assert!(held > 0, "the silent peer holds a batch");
+    sim.tick(Duration::from_secs(5));
+    assert!(sim.penalties.iter().any(|(p, _, r)| *p == 1 && r == "stalled the download window"), "{:?}", sim.penalties);
+    sim.settle();
+    assert_eq!(sim.tip, hash(0, 60));
 }
