@@ -183,9 +183,22 @@ fn main() {
     let in_process = measure_in_process(&options);
     let sync = step("sync", || measure_sync(&options, Fixture::RepeatedSenders));
     let distinct = step("sync with distinct senders", || measure_sync(&options, Fixture::DistinctSenders));
+    let two_peers = Servers { honest: 2, liar: false };
+    let two = step("sync from two peers", || measure_sync_from(&options, Fixture::RepeatedSenders, two_peers));
+    let with_liar = Servers { honest: 2, liar: true };
+    let liar = step("sync with a liar", || measure_sync_from(&options, Fixture::RepeatedSenders, with_liar));
+    let resilience = Resilience {
+        status_during_sync: distinct.as_ref().and_then(|d| {
+            Some((d.status_quantile(0.5)?, d.status_quantile(0.99)?, d.status_quantile(1.0)?, d.status_ms.len()))
+        }),
+        one_peer_s: sync.as_ref().map(|s| s.secs),
+        two_peers_s: two.map(|s| s.secs),
+        with_liar_s: liar.map(|s| s.secs),
+    };
     let propagation = step("propagation", || measure_propagation(&options));
     let mut report = Report::new(machine, &options, in_process, sync, propagation);
     report.distinct_tx_per_s = distinct.map(|d| rounded(d.timed_tx_per_s, 1));
+    report.set_resilience(resilience);
 
     let mut out = String::new();
     if let Some(path) = &options.markdown {
@@ -202,6 +215,10 @@ fn main() {
     }
     out.push_str(&report.distinct_line());
     out.push('\n');
+    for line in report.resilience_lines() {
+        out.push_str(&line);
+        out.push('\n');
+    }
     let json = serde_json::to_string(&report.figures).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     out.push_str(&json);
     println!("{out}");
@@ -785,30 +802,88 @@ struct SyncFigures {
     rss_mib: f64,
     /// Payments per second over the fixture's timed blocks only.
     timed_tx_per_s: f64,
+    secs: f64,
+    /// `ourcoin-cli status` round trips to the syncing node, sorted.
+    status_ms: Vec<f64>,
 }
+
+impl SyncFigures {
+    /// The `q` quantile of the status round trips, in ms.
+    fn status_quantile(&self, q: f64) -> Option<f64> {
+        let last = self.status_ms.len().checked_sub(1)?;
+        self.status_ms.get((last as f64 * q).round() as usize).copied()
+    }
+}
+
+/// Who serves the fixture to the fresh node.
+#[derive(Clone, Copy)]
+struct Servers {
+    honest: usize,
+    /// A peer that claims enormous work and answers no headers or blocks.
+    liar: bool,
+}
+
+const ONE_PEER: Servers = Servers { honest: 1, liar: false };
 
 /// Node A serves a copy of the fixture; node D, fresh, syncs it from A.
 /// Timed from D's start until its `status` shows A's height.
 fn measure_sync(options: &Options, fixture: Fixture) -> Result<SyncFigures> {
+    measure_sync_from(options, fixture, ONE_PEER)
+}
+
+/// `servers.honest` nodes serve copies of the fixture (and a silent liar,
+/// when asked for); node D, fresh and bootstrapping from all of them, syncs
+/// it. Timed from D's start until its `status` shows the fixture's height;
+/// every status poll's round trip is kept.
+fn measure_sync_from(options: &Options, fixture: Fixture, servers: Servers) -> Result<SyncFigures> {
     let bins = Binaries::find(&options.bin_dir)?;
     fs::create_dir_all(&options.fixtures).with_context(|| format!("cannot create {}", options.fixtures.display()))?;
     let (fixture_dir, mark) = sync_fixture(&options.fixtures, fixture)?;
 
-    let a_dir = NodeDir::new("A")?;
-    copy_dir(&fixture_dir.join("chain"), &a_dir.datadir().join("chain"))?;
-    let a = Daemon::start(&bins, a_dir, "info", &[])?;
-    let (height, _) = a.status(&bins)?;
-    ensure!(height == mark.height, "node A loaded height {height}, not the fixture's {}", mark.height);
+    let mut honest = Vec::new();
+    for i in 0..servers.honest {
+        let dir = NodeDir::new(&format!("A{i}"))?;
+        copy_dir(&fixture_dir.join("chain"), &dir.datadir().join("chain"))?;
+        let node = Daemon::start(&bins, dir, "info", &[])?;
+        let (height, _) = node.status(&bins)?;
+        ensure!(
+            height == mark.height,
+            "node {} loaded height {height}, not the fixture's {}",
+            node.name(),
+            mark.height
+        );
+        honest.push(node);
+    }
+    let liar = if servers.liar { Some(SilentLiar::start()?) } else { None };
+    let mut bootstrap: Vec<String> = Vec::new();
+    for address in liar.iter().map(|l| l.multiaddr.clone()).chain(honest.iter().map(|n| n.multiaddr.clone())) {
+        bootstrap.push("--bootstrap".into());
+        bootstrap.push(address);
+    }
+    let bootstrap: Vec<&str> = bootstrap.iter().map(String::as_str).collect();
 
     let (blocks, payments) = (grouped(mark.height), grouped(mark.transactions));
-    eprintln!("report: a fresh node syncing {blocks} blocks ({payments} payments) over loopback");
+    eprintln!(
+        "report: a fresh node syncing {blocks} blocks ({payments} payments) over loopback from {} honest peer(s){}",
+        servers.honest,
+        if servers.liar { " and a silent liar" } else { "" }
+    );
     let started = Instant::now();
-    let d = Daemon::start(&bins, NodeDir::new("D")?, "info", &["--bootstrap", &a.multiaddr])?;
+    let d = Daemon::start(&bins, NodeDir::new("D")?, "info", &bootstrap)?;
+    let mut status_ms = Vec::new();
     let synced = wait_for("node D to sync the fixture", SYNC_DEADLINE, STATUS_POLL, || {
-        d.status(&bins).ok().filter(|(height, _)| *height == mark.height)
+        let asked = Instant::now();
+        let status = d.status(&bins).ok();
+        if status.is_some() {
+            status_ms.push(asked.elapsed().as_secs_f64() * 1e3);
+        }
+        status.filter(|(height, _)| *height == mark.height)
     });
     let secs = started.elapsed().as_secs_f64();
-    synced.map_err(|e| e.context(tails(&[&a, &d])))?;
+    let mut nodes: Vec<&Daemon> = honest.iter().collect();
+    nodes.push(&d);
+    synced.map_err(|e| e.context(tails(&nodes)))?;
+    status_ms.sort_by(f64::total_cmp);
     let rss_mib = d.rss_mib()?;
     eprintln!("report: synced in {secs:.2} s");
     let timed_tx_per_s = if mark.timed_from == 0 {
@@ -833,7 +908,75 @@ fn measure_sync(options: &Options, fixture: Fixture) -> Result<SyncFigures> {
         tx_per_s: mark.transactions as f64 / secs,
         rss_mib,
         timed_tx_per_s,
+        secs,
+        status_ms,
     })
+}
+
+/// A peer on the node's own libp2p stack that claims far more work than any
+/// chain has and never answers a headers or blocks request (it keeps the
+/// requests open, so each costs the syncing node its timeout).
+struct SilentLiar {
+    multiaddr: String,
+    /// Dropped last: stops the event loop.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl SilentLiar {
+    fn start() -> Result<SilentLiar> {
+        use ourcoin::network::event_loop::{self, NetworkConfig};
+        use ourcoin::network::protocol::{ChainStatus, SyncRequest, SyncResponse, SYNC_VERSION};
+        use ourcoin::network::{Command as NetCommand, NetworkEvent};
+
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let config = NetworkConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            external_addrs: Vec::new(),
+            query_allowed: Box::new(|_| false),
+            status: None,
+        };
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let (client, mut events, event_loop) = {
+            let _entered = runtime.enter();
+            event_loop::new(key, regtest(), config).map_err(|e| anyhow!("the liar's network: {e}"))?
+        };
+        runtime.spawn(event_loop.run());
+        let (listening_tx, listening) = std::sync::mpsc::channel();
+        let peer_id = client.peer_id;
+        runtime.spawn(async move {
+            let boast = ChainStatus {
+                version: SYNC_VERSION,
+                genesis: regtest().genesis_hash,
+                tip: ourcoin::types::BlockHash(ourcoin::types::Hash256([0x77; 32])),
+                height: 1_000_000,
+                work: [0x7f; 32],
+            };
+            let mut held = Vec::new();
+            while let Some(event) = events.recv().await {
+                match event {
+                    NetworkEvent::Listening(addr) => {
+                        let _ = listening_tx.send(format!("{addr}/p2p/{peer_id}"));
+                    }
+                    NetworkEvent::SyncRequest { request, channel, .. } => {
+                        let response = match request {
+                            SyncRequest::Status(_) => SyncResponse::Status(boast),
+                            SyncRequest::MempoolIds => SyncResponse::MempoolIds(Vec::new()),
+                            SyncRequest::MempoolTxs(_) => SyncResponse::MempoolTxs(Vec::new()),
+                            SyncRequest::AnnounceTxs(_) => SyncResponse::Ack,
+                            SyncRequest::Headers { .. } | SyncRequest::Blocks(_) => {
+                                held.push(channel);
+                                continue;
+                            }
+                        };
+                        client.send(NetCommand::RespondSync { channel, response });
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let multiaddr = listening.recv_timeout(START_DEADLINE).context("the liar never listened")?;
+        Ok(SilentLiar { multiaddr, _runtime: runtime })
+    }
 }
 
 // ---- propagation ------------------------------------------------------------
@@ -1021,6 +1164,23 @@ struct Figures {
     sync_tx_per_s: Option<f64>,
     propagation_ms_p50: Option<f64>,
     daemon_rss_mb: Option<f64>,
+    /// `ourcoin-cli status` round trips to a node syncing the sender-per-payment fixture.
+    sync_status_ms_p50: Option<f64>,
+    sync_status_ms_p99: Option<f64>,
+    sync_status_ms_max: Option<f64>,
+    /// Seconds for a fresh node to sync the main fixture from one peer, two, and two with a silent liar.
+    sync_one_peer_s: Option<f64>,
+    sync_two_peers_s: Option<f64>,
+    sync_with_liar_s: Option<f64>,
+}
+
+/// Figures of sync under load and among liars (reported, not targets).
+struct Resilience {
+    /// p50, p99, max (ms) and the number of polls.
+    status_during_sync: Option<(f64, f64, f64, usize)>,
+    one_peer_s: Option<f64>,
+    two_peers_s: Option<f64>,
+    with_liar_s: Option<f64>,
 }
 
 impl Figures {
@@ -1092,6 +1252,8 @@ struct Report {
     figures: Figures,
     /// `sync_tx_per_s` on the fixture whose payments all have their own sender.
     distinct_tx_per_s: Option<f64>,
+    /// Status polls behind the `sync_status_ms_*` figures.
+    status_polls: Option<usize>,
 }
 
 impl Report {
@@ -1116,6 +1278,12 @@ impl Report {
             sync_tx_per_s: sync.as_ref().map(|s| rounded(s.tx_per_s, 1)),
             propagation_ms_p50: propagation.as_ref().map(|p| rounded(p.p50_ms, 2)),
             daemon_rss_mb: sync.as_ref().map(|s| rounded(s.rss_mib, 1)),
+            sync_status_ms_p50: None,
+            sync_status_ms_p99: None,
+            sync_status_ms_max: None,
+            sync_one_peer_s: None,
+            sync_two_peers_s: None,
+            sync_with_liar_s: None,
         };
         Report {
             machine,
@@ -1127,7 +1295,41 @@ impl Report {
             propagation_blocks: propagation.map(|p| p.blocks),
             figures,
             distinct_tx_per_s: None,
+            status_polls: None,
         }
+    }
+
+    fn set_resilience(&mut self, r: Resilience) {
+        let f = &mut self.figures;
+        if let Some((p50, p99, max, _)) = r.status_during_sync {
+            (f.sync_status_ms_p50, f.sync_status_ms_p99, f.sync_status_ms_max) =
+                (Some(rounded(p50, 1)), Some(rounded(p99, 1)), Some(rounded(max, 1)));
+        }
+        f.sync_one_peer_s = r.one_peer_s.map(|s| rounded(s, 2));
+        f.sync_two_peers_s = r.two_peers_s.map(|s| rounded(s, 2));
+        f.sync_with_liar_s = r.with_liar_s.map(|s| rounded(s, 2));
+        self.status_polls = r.status_during_sync.map(|(_, _, _, n)| n);
+    }
+
+    /// Status latency during sync, and sync from several peers and among a liar: reported, not targets.
+    fn resilience_lines(&self) -> Vec<String> {
+        let f = &self.figures;
+        let mut lines = Vec::new();
+        match (f.sync_status_ms_p50, f.sync_status_ms_p99, f.sync_status_ms_max, self.status_polls) {
+            (Some(p50), Some(p99), Some(max), Some(polls)) => lines.push(format!(
+                "INFO  status while syncing the sender-per-payment fixture: p50 {p50} ms, p99 {p99} ms, max {max} ms ({polls} polls; goal p99 < 100 ms)"
+            )),
+            _ => lines.push("INFO  status while syncing: not measured".to_string()),
+        }
+        match (f.sync_one_peer_s, f.sync_two_peers_s, f.sync_with_liar_s) {
+            (Some(one), Some(two), Some(liar)) => lines.push(format!(
+                "INFO  sync of the main fixture: one peer {one} s, two peers {two} s ({:.2} of one), two peers and a silent liar {liar} s ({:.2} of two)",
+                two / one,
+                liar / two
+            )),
+            _ => lines.push("INFO  sync from several peers: not measured".to_string()),
+        }
+        lines
     }
 
     /// The sync figure with distinct senders, against blst's rate: reported,
@@ -1295,6 +1497,10 @@ impl Report {
              payment has its own sender (funded in {FUNDING_BLOCK_PAYMENTS}-payment blocks first, not timed):\n\n    {}",
             self.distinct_line()
         );
+        let _ = writeln!(out, "\nSync under load and among liars (not targets):\n");
+        for line in self.resilience_lines() {
+            let _ = writeln!(out, "    {line}");
+        }
         out
     }
 }

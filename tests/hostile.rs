@@ -26,7 +26,6 @@ use common::{
     SUBSIDY,
 };
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
@@ -34,7 +33,6 @@ use ourcoin::chain::{Chain, ChainStore, MemoryStore, NextBlock, NoSignatures};
 use ourcoin::consensus::rules;
 use ourcoin::crypto::Signature;
 use ourcoin::miner::assemble_block;
-use ourcoin::network::event_loop::{self, NetworkConfig};
 use ourcoin::network::protocol::{
     ChainStatus, SyncRequest, SyncResponse, MAX_MEMPOOL_TXS, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES,
     SYNC_PROTOCOL, SYNC_VERSION,
@@ -246,25 +244,10 @@ impl HostilePeer {
     /// once N has asked it for its status (so N has its claim).
     fn connect(name: &str, node: &TestNode, answers: Answers) -> HostilePeer {
         let (target, n) = (multiaddr_of(node), peer_id_of(node));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime for the hostile peer");
-        let config = NetworkConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr")],
-            external_addrs: Vec::new(),
-            query_allowed: Box::new(|_| false),
-            status: None,
-        };
-        let (client, events, event_loop) = {
-            let _entered = runtime.enter();
-            event_loop::new(Keypair::generate_ed25519(), regtest(), config).expect("the hostile peer's network")
-        };
+        let (runtime, client, events) = common::test_peer("the hostile peer");
         let answers = Arc::new(Mutex::new(answers));
         let observed = Arc::new(Mutex::new(Observed::default()));
         let (reply_tx, replies) = mpsc::unbounded_channel();
-        runtime.spawn(event_loop.run());
         runtime.spawn(serve(client.clone(), n, events, answers.clone(), observed.clone(), reply_tx));
         let peer = HostilePeer { name: name.to_string(), client, answers, observed, replies, runtime };
         peer.command(Command::Dial(target.clone()));

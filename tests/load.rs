@@ -13,11 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{uint, wait_until, NodeOptions, TestNode};
-use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use ourcoin::chain::Chain;
 use ourcoin::miner::assemble_block;
-use ourcoin::network::event_loop::{self, NetworkConfig};
 use ourcoin::network::protocol::{ChainStatus, SyncRequest, SyncResponse, SYNC_VERSION};
 use ourcoin::network::{Client, Command, NetworkEvent, Topic};
 use ourcoin::node::unix_now;
@@ -42,23 +40,8 @@ struct Publisher {
 
 impl Publisher {
     fn join(target: Multiaddr, n: PeerId) -> Publisher {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime for the publisher");
-        let config = NetworkConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr")],
-            external_addrs: Vec::new(),
-            query_allowed: Box::new(|_| false),
-            status: None,
-        };
-        let (client, mut events, event_loop) = {
-            let _entered = runtime.enter();
-            event_loop::new(Keypair::generate_ed25519(), regtest(), config).expect("the publisher's network")
-        };
+        let (runtime, client, mut events) = common::test_peer("the publisher");
         let connected = Arc::new(Mutex::new(Vec::new()));
-        runtime.spawn(event_loop.run());
         let (answering, seen) = (client.clone(), connected.clone());
         runtime.spawn(async move {
             let genesis = regtest().genesis_hash;

@@ -50,6 +50,8 @@ pub(super) struct SyncDriver {
     downloaded: HashMap<BlockHash, (Block, PeerId)>,
     /// Batches whose aggregate signatures are being checked on blocking threads.
     pub(super) verifying: FuturesUnordered<tokio::task::JoinHandle<CheckedBatch>>,
+    /// More downloaded blocks follow our tip than one turn connects.
+    pub(super) connect_more: bool,
     started: Option<(Instant, u64)>,
     last_log: Option<Instant>,
     pub(super) last_status_round: Instant,
@@ -69,6 +71,7 @@ impl SyncDriver {
             cursors: HashMap::new(),
             downloaded: HashMap::new(),
             verifying: FuturesUnordered::new(),
+            connect_more: false,
             started: None,
             last_log: None,
             last_status_round: Instant::now(),
@@ -282,21 +285,29 @@ impl Node {
 
     /// Connects the downloaded blocks that follow our chain, in the order of
     /// the validated header chain.
-    fn connect_downloaded(&mut self) {
-        let mut ready = Vec::new();
-        for hash in self.sync.machine.wanted_blocks() {
-            let Some((block, peer)) = self.sync.downloaded.get(hash) else { break };
-            ready.push((*hash, *peer, block.clone()));
+    /// One request's worth at a time, with one flush: the rest waits for the
+    /// loop's next turn (`connect_more`), so the events that came meanwhile
+    /// are not held up behind a run of a thousand blocks.
+    pub(super) fn connect_downloaded(&mut self) {
+        let SyncDriver { machine, downloaded, .. } = &mut self.sync;
+        let mut servers = Vec::new();
+        let mut blocks = Vec::new();
+        for hash in machine.wanted_blocks().take(MAX_BLOCKS_PER_REQUEST) {
+            let Some((block, peer)) = downloaded.remove(hash) else { break };
+            servers.push((*hash, peer));
+            blocks.push(block);
         }
-        if ready.is_empty() {
+        self.connect_run(servers, blocks);
+        let SyncDriver { machine, downloaded, .. } = &self.sync;
+        let more = machine.wanted_blocks().next().is_some_and(|hash| downloaded.contains_key(hash));
+        self.sync.connect_more = more;
+    }
+
+    fn connect_run(&mut self, servers: Vec<(BlockHash, PeerId)>, blocks: Vec<Block>) {
+        if blocks.is_empty() {
             return;
         }
-        for (hash, _, _) in &ready {
-            self.sync.downloaded.remove(hash);
-        }
-        let count = ready.len();
-        let servers: Vec<(BlockHash, PeerId)> = ready.iter().map(|(hash, peer, _)| (*hash, *peer)).collect();
-        let blocks = ready.into_iter().map(|(_, _, block)| block).collect();
+        let count = blocks.len();
         match self.accept_blocks_with(blocks, SignatureCheck::AlreadyVerified, Arrival::Requested) {
             Ok(()) | Err(ChainError::Invalid(ValidationError::DuplicateBlock)) => {}
             Err(ChainError::Invalid(e)) => {

@@ -289,6 +289,7 @@ impl Node {
                     // A bug, not the peer's doing: the batch's blocks are asked for again after a timeout.
                     Err(e) => tracing::error!("a sync batch's signature check failed to run: {e}"),
                 },
+                () = std::future::ready(()), if self.sync.connect_more => self.connect_downloaded(),
                 _ = tick.tick() => self.on_tick(),
                 _ = self.gossip_batch.due(), if self.gossip_batch.is_waiting() => self.verify_gossip_batch(),
             }

@@ -716,3 +716,28 @@ impl TestNode {
         String::from_utf8_lossy(&bytes[..complete]).lines().map(strip_ansi).collect()
     }
 }
+
+/// A peer on the node's own libp2p stack, listening on 127.0.0.1, for tests
+/// that play a peer by hand: its runtime (with the event loop running on it),
+/// its client and its events.
+pub fn test_peer(who: &str) -> (tokio::runtime::Runtime, ourcoin::network::Client, ourcoin::network::NetworkEvents) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("a tokio runtime for {who}: {e}"));
+    let config = ourcoin::network::event_loop::NetworkConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr")],
+        external_addrs: Vec::new(),
+        query_allowed: Box::new(|_| false),
+        status: None,
+    };
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let (client, events, event_loop) = {
+        let _entered = runtime.enter();
+        ourcoin::network::event_loop::new(key, ourcoin::testkit::regtest(), config)
+            .unwrap_or_else(|e| panic!("{who}'s network: {e}"))
+    };
+    runtime.spawn(event_loop.run());
+    (runtime, client, events)
+}

@@ -500,62 +500,33 @@ fn presync_keeps_one_hash_a_reply_then_downloads_only_the_second_pass() {
     assert_eq!(sim.tip, hash(0, 40));
 }
 
+/// A full headers reply of chain `chain`, heights `from..=to`, with one unit of work a block.
+fn full_reply(chain: u8, from: u64, to: u64) -> HeadersOutcome {
+    HeadersOutcome::Valid {
+        first_height: from,
+        hashes: (from..=to).map(|h| hash(chain, h)).collect(),
+        last: Some(hash(chain, to)),
+        work: work(to),
+        full: true,
+    }
+}
+
 #[test]
 fn a_redownload_that_differs_from_the_presync_is_refused() {
     let mut sync: Sync<Peer> = Sync::new(small_config(10), 0, work(0));
     let now = Instant::now();
-    let actions = sync.on_event(now, Event::Status { peer: 1, work: work(16), tip: hash(0, 16) });
-    let Some(Action::RequestHeaders { id, after: None, .. }) = actions.first().cloned() else { panic!("{actions:?}") };
-    let honest: Vec<BlockHash> = (1..=8).map(|h| hash(0, h)).collect();
-    let actions = sync.on_event(
-        now,
-        Event::Headers {
-            peer: 1,
-            id,
-            outcome: HeadersOutcome::Valid {
-                first_height: 1,
-                hashes: honest,
-                last: Some(hash(0, 8)),
-                work: work(8),
-                full: true,
-            },
-        },
-    );
-    let Some(Action::RequestHeaders { id, after: Some(_), .. }) = actions.first().cloned() else {
-        panic!("{actions:?}")
+    let reply = |sync: &mut Sync<Peer>, actions: &[Action<Peer>], outcome: HeadersOutcome| {
+        let Some(Action::RequestHeaders { id, .. }) = actions.first().cloned() else { panic!("{actions:?}") };
+        sync.on_event(now, Event::Headers { peer: 1, id, outcome })
     };
-    let rest: Vec<BlockHash> = (9..=16).map(|h| hash(0, h)).collect();
-    let actions = sync.on_event(
-        now,
-        Event::Headers {
-            peer: 1,
-            id,
-            outcome: HeadersOutcome::Valid {
-                first_height: 9,
-                hashes: rest,
-                last: Some(hash(0, 16)),
-                work: work(16),
-                full: true,
-            },
-        },
-    );
+    let actions = sync.on_event(now, Event::Status { peer: 1, work: work(16), tip: hash(0, 16) });
+    assert!(matches!(actions.first(), Some(Action::RequestHeaders { after: None, .. })), "{actions:?}");
+    let actions = reply(&mut sync, &actions, full_reply(0, 1, 8));
+    assert!(matches!(actions.first(), Some(Action::RequestHeaders { after: Some(_), .. })), "{actions:?}");
+    let actions = reply(&mut sync, &actions, full_reply(0, 9, 16));
     // Enough work: fetched again from our chain.
-    let Some(Action::RequestHeaders { id, after: None, .. }) = actions.first().cloned() else { panic!("{actions:?}") };
-    let other: Vec<BlockHash> = (1..=8).map(|h| hash(7, h)).collect();
-    let actions = sync.on_event(
-        now,
-        Event::Headers {
-            peer: 1,
-            id,
-            outcome: HeadersOutcome::Valid {
-                first_height: 1,
-                hashes: other,
-                last: Some(hash(7, 8)),
-                work: work(8),
-                full: true,
-            },
-        },
-    );
+    assert!(matches!(actions.first(), Some(Action::RequestHeaders { after: None, .. })), "{actions:?}");
+    let actions = reply(&mut sync, &actions, full_reply(7, 1, 8));
     assert!(
         actions.iter().any(|a| matches!(a, Action::Penalize { peer: 1, penalty: PENALTY_BAD_HEADERS, .. })),
         "{actions:?}"
