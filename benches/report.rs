@@ -187,10 +187,11 @@ fn main() {
     let two = step("sync from two peers", || measure_sync_from(&options, Fixture::RepeatedSenders, two_peers));
     let with_liar = Servers { honest: 2, liar: true };
     let liar = step("sync with a liar", || measure_sync_from(&options, Fixture::RepeatedSenders, with_liar));
+    let validation = step("status while validating a block", || measure_validation(&options));
     let resilience = Resilience {
-        status_during_sync: distinct.as_ref().and_then(|d| {
-            Some((d.status_quantile(0.5)?, d.status_quantile(0.99)?, d.status_quantile(1.0)?, d.status_ms.len()))
-        }),
+        status_during_sync: distinct.as_ref().and_then(|d| latency(&d.status_ms)),
+        status_during_validation: validation.as_ref().and_then(|v| latency(&v.status_ms)),
+        validation_s: validation.as_ref().map(|v| v.secs),
         one_peer_s: sync.as_ref().map(|s| s.secs),
         two_peers_s: two.map(|s| s.secs),
         with_liar_s: liar.map(|s| s.secs),
@@ -807,14 +808,6 @@ struct SyncFigures {
     status_ms: Vec<f64>,
 }
 
-impl SyncFigures {
-    /// The `q` quantile of the status round trips, in ms.
-    fn status_quantile(&self, q: f64) -> Option<f64> {
-        let last = self.status_ms.len().checked_sub(1)?;
-        self.status_ms.get((last as f64 * q).round() as usize).copied()
-    }
-}
-
 /// Who serves the fixture to the fresh node.
 #[derive(Clone, Copy)]
 struct Servers {
@@ -854,7 +847,7 @@ fn measure_sync_from(options: &Options, fixture: Fixture, servers: Servers) -> R
         );
         honest.push(node);
     }
-    let liar = if servers.liar { Some(SilentLiar::start()?) } else { None };
+    let liar = if servers.liar { Some(BenchPeer::start(Role::SilentLiar)?) } else { None };
     let mut bootstrap: Vec<String> = Vec::new();
     for address in liar.iter().map(|l| l.multiaddr.clone()).chain(honest.iter().map(|n| n.multiaddr.clone())) {
         bootstrap.push("--bootstrap".into());
@@ -913,17 +906,27 @@ fn measure_sync_from(options: &Options, fixture: Fixture, servers: Servers) -> R
     })
 }
 
-/// A peer on the node's own libp2p stack that claims far more work than any
-/// chain has and never answers a headers or blocks request (it keeps the
-/// requests open, so each costs the syncing node its timeout).
-struct SilentLiar {
+/// What an in-process peer of the report does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Claims far more work than any chain has and never answers a headers
+    /// or blocks request (it keeps them open, so each costs its timeout).
+    SilentLiar,
+    /// Stands at genesis and publishes what it is given.
+    Publisher,
+}
+
+/// A peer on the node's own libp2p stack, in this process, listening on 127.0.0.1.
+struct BenchPeer {
+    client: ourcoin::network::Client,
+    /// Its listen address, ending in `/p2p/<peer id>`.
     multiaddr: String,
     /// Dropped last: stops the event loop.
     _runtime: tokio::runtime::Runtime,
 }
 
-impl SilentLiar {
-    fn start() -> Result<SilentLiar> {
+impl BenchPeer {
+    fn start(role: Role) -> Result<BenchPeer> {
         use ourcoin::network::event_loop::{self, NetworkConfig};
         use ourcoin::network::protocol::{ChainStatus, SyncRequest, SyncResponse, SYNC_VERSION};
         use ourcoin::network::{Command as NetCommand, NetworkEvent};
@@ -938,18 +941,24 @@ impl SilentLiar {
         let key = libp2p::identity::Keypair::generate_ed25519();
         let (client, mut events, event_loop) = {
             let _entered = runtime.enter();
-            event_loop::new(key, regtest(), config).map_err(|e| anyhow!("the liar's network: {e}"))?
+            event_loop::new(key, regtest(), config).map_err(|e| anyhow!("a bench peer's network: {e}"))?
         };
         runtime.spawn(event_loop.run());
         let (listening_tx, listening) = std::sync::mpsc::channel();
-        let peer_id = client.peer_id;
+        let (peer_id, answering) = (client.peer_id, client.clone());
         runtime.spawn(async move {
-            let boast = ChainStatus {
-                version: SYNC_VERSION,
-                genesis: regtest().genesis_hash,
-                tip: ourcoin::types::BlockHash(ourcoin::types::Hash256([0x77; 32])),
-                height: 1_000_000,
-                work: [0x7f; 32],
+            let genesis = regtest().genesis_hash;
+            let status = match role {
+                Role::SilentLiar => ChainStatus {
+                    version: SYNC_VERSION,
+                    genesis,
+                    tip: ourcoin::types::BlockHash(ourcoin::types::Hash256([0x77; 32])),
+                    height: 1_000_000,
+                    work: [0x7f; 32],
+                },
+                Role::Publisher => {
+                    ChainStatus { version: SYNC_VERSION, genesis, tip: genesis, height: 0, work: [0; 32] }
+                }
             };
             let mut held = Vec::new();
             while let Some(event) = events.recv().await {
@@ -959,24 +968,102 @@ impl SilentLiar {
                     }
                     NetworkEvent::SyncRequest { request, channel, .. } => {
                         let response = match request {
-                            SyncRequest::Status(_) => SyncResponse::Status(boast),
+                            SyncRequest::Status(_) => SyncResponse::Status(status),
                             SyncRequest::MempoolIds => SyncResponse::MempoolIds(Vec::new()),
                             SyncRequest::MempoolTxs(_) => SyncResponse::MempoolTxs(Vec::new()),
                             SyncRequest::AnnounceTxs(_) => SyncResponse::Ack,
-                            SyncRequest::Headers { .. } | SyncRequest::Blocks(_) => {
+                            SyncRequest::Headers { .. } | SyncRequest::Blocks(_) if role == Role::SilentLiar => {
                                 held.push(channel);
                                 continue;
                             }
+                            SyncRequest::Headers { .. } => SyncResponse::Headers(Vec::new()),
+                            SyncRequest::Blocks(_) => SyncResponse::Blocks(Vec::new()),
                         };
-                        client.send(NetCommand::RespondSync { channel, response });
+                        answering.send(NetCommand::RespondSync { channel, response });
                     }
                     _ => {}
                 }
             }
         });
-        let multiaddr = listening.recv_timeout(START_DEADLINE).context("the liar never listened")?;
-        Ok(SilentLiar { multiaddr, _runtime: runtime })
+        let multiaddr = listening.recv_timeout(START_DEADLINE).context("a bench peer never listened")?;
+        Ok(BenchPeer { client, multiaddr, _runtime: runtime })
     }
+
+    fn publish(&self, topic: ourcoin::network::Topic, data: Vec<u8>) -> Result<()> {
+        let command = ourcoin::network::Command::Publish { topic, data };
+        ensure!(self.client.send(command), "a bench peer's event loop stopped");
+        Ok(())
+    }
+}
+
+// ---- status while a large block is validated ---------------------------------
+
+struct ValidationFigures {
+    secs: f64,
+    /// `ourcoin-cli status` round trips while the node validated the block, sorted (ms).
+    status_ms: Vec<f64>,
+}
+
+/// A node holding the funded chain of a `BLOCK_PAYMENTS`-payment block
+/// receives the block by gossip (none of its payments was in its mempool
+/// but the first, used to see that gossip flows); its `status` is polled
+/// until the block is connected.
+fn measure_validation(options: &Options) -> Result<ValidationFigures> {
+    let bins = Binaries::find(&options.bin_dir)?;
+    eprintln!("report: signing another {}-payment block", grouped(BLOCK_PAYMENTS as u64));
+    let payment_block = PaymentBlock::new();
+    let dir = NodeDir::new("V")?;
+    {
+        let store = SledStore::open(&dir.datadir().join("chain")).context("a chain database for node V")?;
+        let mut chain = Chain::open(regtest(), store).context("node V's chain")?;
+        let source = &payment_block.chain;
+        for height in 1..=source.height() {
+            let block = source
+                .best_hash_at(height)
+                .and_then(|hash| source.block(&hash).ok().flatten())
+                .context("a block of the funded chain")?;
+            chain.accept_block(block, now_for(source), &NoSignatures).map_err(|e| anyhow!("copying the chain: {e}"))?;
+        }
+        chain.flush().map_err(|e| anyhow!("flushing node V's chain: {e}"))?;
+    }
+    let node = Daemon::start(&bins, dir, "info", &[])?;
+    let (height, _) = node.status(&bins)?;
+    let publisher = BenchPeer::start(Role::Publisher)?;
+    ensure!(
+        publisher.client.send(ourcoin::network::Command::Dial(publisher_target(&node)?)),
+        "the publisher's event loop stopped"
+    );
+    let probe = payment_block.payments.first().context("a payment")?;
+    wait_for("gossip from the publisher to reach node V", START_DEADLINE, STATUS_POLL, || {
+        publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(probe)).ok()?;
+        let status = bins.cli_json(&["--node", &node.addr, "status"]).ok()?;
+        (status.get("mempool").and_then(Value::as_u64) == Some(1)).then_some(())
+    })?;
+    eprintln!("report: node V validating a {}-payment block it never saw", grouped(BLOCK_PAYMENTS as u64));
+    let started = Instant::now();
+    publisher.publish(ourcoin::network::Topic::Blocks, ourcoin::types::encode(&payment_block.block))?;
+    let mut status_ms = Vec::new();
+    wait_for("node V to connect the block", SYNC_DEADLINE, STATUS_POLL, || {
+        let asked = Instant::now();
+        let status = node.status(&bins).ok()?;
+        status_ms.push(asked.elapsed().as_secs_f64() * 1e3);
+        (status.0 == height + 1).then_some(())
+    })
+    .map_err(|e| e.context(node.tail()))?;
+    let secs = started.elapsed().as_secs_f64();
+    status_ms.sort_by(f64::total_cmp);
+    Ok(ValidationFigures { secs, status_ms })
+}
+
+/// Where a bench peer dials `node`.
+fn publisher_target(node: &Daemon) -> Result<libp2p::Multiaddr> {
+    node.multiaddr.parse().context("the node's listen address")
+}
+
+/// The `q` quantile of sorted figures.
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get((last as f64 * q).round() as usize).copied()
 }
 
 // ---- propagation ------------------------------------------------------------
@@ -1168,16 +1255,27 @@ struct Figures {
     sync_status_ms_p50: Option<f64>,
     sync_status_ms_p99: Option<f64>,
     sync_status_ms_max: Option<f64>,
+    /// The same while a node validates a 5,000-payment block it never saw.
+    validate_status_ms_p50: Option<f64>,
+    validate_status_ms_p99: Option<f64>,
+    validate_status_ms_max: Option<f64>,
     /// Seconds for a fresh node to sync the main fixture from one peer, two, and two with a silent liar.
     sync_one_peer_s: Option<f64>,
     sync_two_peers_s: Option<f64>,
     sync_with_liar_s: Option<f64>,
 }
 
+/// p50, p99, max (ms) of sorted round trips, and their number.
+fn latency(sorted: &[f64]) -> Option<(f64, f64, f64, usize)> {
+    Some((quantile(sorted, 0.5)?, quantile(sorted, 0.99)?, quantile(sorted, 1.0)?, sorted.len()))
+}
+
 /// Figures of sync under load and among liars (reported, not targets).
 struct Resilience {
     /// p50, p99, max (ms) and the number of polls.
     status_during_sync: Option<(f64, f64, f64, usize)>,
+    status_during_validation: Option<(f64, f64, f64, usize)>,
+    validation_s: Option<f64>,
     one_peer_s: Option<f64>,
     two_peers_s: Option<f64>,
     with_liar_s: Option<f64>,
@@ -1254,6 +1352,8 @@ struct Report {
     distinct_tx_per_s: Option<f64>,
     /// Status polls behind the `sync_status_ms_*` figures.
     status_polls: Option<usize>,
+    /// Seconds to validate the large block, and the polls meanwhile.
+    validation: Option<(f64, usize)>,
 }
 
 impl Report {
@@ -1281,6 +1381,9 @@ impl Report {
             sync_status_ms_p50: None,
             sync_status_ms_p99: None,
             sync_status_ms_max: None,
+            validate_status_ms_p50: None,
+            validate_status_ms_p99: None,
+            validate_status_ms_max: None,
             sync_one_peer_s: None,
             sync_two_peers_s: None,
             sync_with_liar_s: None,
@@ -1296,6 +1399,7 @@ impl Report {
             figures,
             distinct_tx_per_s: None,
             status_polls: None,
+            validation: None,
         }
     }
 
@@ -1305,6 +1409,11 @@ impl Report {
             (f.sync_status_ms_p50, f.sync_status_ms_p99, f.sync_status_ms_max) =
                 (Some(rounded(p50, 1)), Some(rounded(p99, 1)), Some(rounded(max, 1)));
         }
+        if let Some((p50, p99, max, _)) = r.status_during_validation {
+            (f.validate_status_ms_p50, f.validate_status_ms_p99, f.validate_status_ms_max) =
+                (Some(rounded(p50, 1)), Some(rounded(p99, 1)), Some(rounded(max, 1)));
+        }
+        self.validation = r.validation_s.zip(r.status_during_validation.map(|(_, _, _, n)| n));
         f.sync_one_peer_s = r.one_peer_s.map(|s| rounded(s, 2));
         f.sync_two_peers_s = r.two_peers_s.map(|s| rounded(s, 2));
         f.sync_with_liar_s = r.with_liar_s.map(|s| rounded(s, 2));
@@ -1320,6 +1429,13 @@ impl Report {
                 "INFO  status while syncing the sender-per-payment fixture: p50 {p50} ms, p99 {p99} ms, max {max} ms ({polls} polls; goal p99 < 100 ms)"
             )),
             _ => lines.push("INFO  status while syncing: not measured".to_string()),
+        }
+        match (f.validate_status_ms_p50, f.validate_status_ms_p99, f.validate_status_ms_max, self.validation) {
+            (Some(p50), Some(p99), Some(max), Some((secs, polls))) => lines.push(format!(
+                "INFO  status while validating a {}-payment block it never saw ({secs:.2} s): p50 {p50} ms, p99 {p99} ms, max {max} ms ({polls} polls)",
+                grouped(BLOCK_PAYMENTS as u64)
+            )),
+            _ => lines.push("INFO  status while validating a large block: not measured".to_string()),
         }
         match (f.sync_one_peer_s, f.sync_two_peers_s, f.sync_with_liar_s) {
             (Some(one), Some(two), Some(liar)) => lines.push(format!(

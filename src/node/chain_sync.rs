@@ -5,7 +5,7 @@
 //! their aggregate signatures checked together on blocking threads, and
 //! blocks are connected in the order of the validated header chain.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
@@ -50,6 +50,8 @@ pub(super) struct SyncDriver {
     downloaded: HashMap<BlockHash, (Block, PeerId)>,
     /// Batches whose aggregate signatures are being checked on blocking threads.
     pub(super) verifying: FuturesUnordered<tokio::task::JoinHandle<CheckedBatch>>,
+    /// Downloaded batches waiting for a signature check to start.
+    to_verify: VecDeque<(PeerId, Vec<Block>)>,
     /// More downloaded blocks follow our tip than one turn connects.
     pub(super) connect_more: bool,
     started: Option<(Instant, u64)>,
@@ -71,6 +73,7 @@ impl SyncDriver {
             cursors: HashMap::new(),
             downloaded: HashMap::new(),
             verifying: FuturesUnordered::new(),
+            to_verify: VecDeque::new(),
             connect_more: false,
             started: None,
             last_log: None,
@@ -168,6 +171,7 @@ impl Node {
         self.sync.downloaded.retain(|hash, _| machine.is_wanted(hash));
         if !machine.is_syncing() {
             self.sync.cursors.clear();
+            self.sync.to_verify.clear();
         }
     }
 
@@ -263,16 +267,28 @@ impl Node {
         if blocks.is_empty() {
             return;
         }
-        // All the batch's aggregate signatures in one weighted multi-pairing,
-        // on blocking threads, while the other batches download.
-        self.sync.verifying.push(tokio::task::spawn_blocking(move || {
-            let (blocks, bad) = verify_sync_signatures(blocks);
-            CheckedBatch { peer, blocks, bad }
-        }));
+        self.sync.to_verify.push_back((peer, blocks));
+        self.start_signature_checks();
+    }
+
+    /// Each batch's aggregate signatures in one weighted multi-pairing, on
+    /// blocking threads while the other batches download; no more at once
+    /// than leaves a core to the network and the node (on two cores, one
+    /// check at a time), or the swarm would wait for a core.
+    fn start_signature_checks(&mut self) {
+        let at_once = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1);
+        while self.sync.verifying.len() < at_once {
+            let Some((peer, blocks)) = self.sync.to_verify.pop_front() else { break };
+            self.sync.verifying.push(tokio::task::spawn_blocking(move || {
+                let (blocks, bad) = verify_sync_signatures(blocks);
+                CheckedBatch { peer, blocks, bad }
+            }));
+        }
     }
 
     /// A batch whose signatures were checked: kept until its blocks connect in order.
     pub(super) fn on_checked_batch(&mut self, batch: CheckedBatch) {
+        self.start_signature_checks();
         let CheckedBatch { peer, blocks, bad } = batch;
         for block in blocks {
             self.sync.downloaded.insert(block.hash(), (block, peer));
