@@ -273,10 +273,12 @@ impl Node {
 
     /// Each batch's aggregate signatures in one weighted multi-pairing, on
     /// blocking threads while the other batches download; no more at once
-    /// than leaves a core to the network and the node (on two cores, one
-    /// check at a time), or the swarm would wait for a core.
+    /// than there are cores. Unbounded (eight at once), `status` during sync
+    /// reached p99 159 ms on two cores; one fewer than the cores kept it at
+    /// 24 ms but cost 40% of the sync rate; as many as the cores: 37 ms and
+    /// 0.88 of blst's rate (`scripts/bench.sh --quick`, BENCHMARKS.md).
     fn start_signature_checks(&mut self) {
-        let at_once = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1);
+        let at_once = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
         while self.sync.verifying.len() < at_once {
             let Some((peer, blocks)) = self.sync.to_verify.pop_front() else { break };
             self.sync.verifying.push(tokio::task::spawn_blocking(move || {
