@@ -1841,6 +1841,14 @@ fn stored_blocks(datadir: &Path) -> (HashSet<BlockHash>, u64, usize) {
     (stored, chain.height(), invalid)
 }
 
+/// Bytes of every block a stopped node's chain database holds (the values
+/// of its `blocks` tree), read with sled itself.
+fn stored_block_bytes(datadir: &Path) -> u64 {
+    let db = sled::open(datadir.join("chain")).expect("open a stopped node's database with sled");
+    let blocks = db.open_tree("blocks").expect("the blocks tree");
+    blocks.iter().map(|entry| entry.expect("a stored block").1.len() as u64).sum()
+}
+
 /// Bytes of the files under `path`.
 fn size_on_disk(path: &Path) -> u64 {
     std::fs::read_dir(path)
@@ -1902,15 +1910,16 @@ fn assert_stored_nothing_foreign(n: &mut TestNode, h: &mut TestNode, made_up: &H
     assert_eq!(foreign, 0, "N stored {foreign} blocks H does not have");
     assert_eq!(n_stored.len() as u64, n_height + 1, "N stored its best chain (and the genesis) only");
     assert!(n_stored.is_disjoint(made_up), "N stored a block a hostile peer made up");
-    // Sled's files hold the same chain in about the same bytes whichever way
-    // it was written (prebuilt and mined on H, synced on N: within 1% in our
-    // runs); each block costs about 2.4 kB, so a tenth of H's database is
-    // about a hundred blocks: what N stored of a liar's would show.
+    // The database's size in what it holds: the bytes of the blocks stored,
+    // which are H's. Sled's files are reported but not compared: for the same
+    // chain they came out 40% apart either way, depending on how it was
+    // written (prebuilt and mined on H, synced in batches on N).
+    let (n_bytes, h_bytes) = (stored_block_bytes(&n.datadir()), stored_block_bytes(&h.datadir()));
+    assert!(n_bytes <= h_bytes, "N holds {n_bytes} bytes of blocks, H only {h_bytes}");
     let (n_size, h_size) = (size_on_disk(&n.datadir().join("chain")), size_on_disk(&h.datadir().join("chain")));
-    assert!(n_size <= h_size + h_size / 10, "N's chain database is {n_size} bytes, H's only {h_size}");
     format!(
-        "N stored {} blocks (H {} at height {h_height}), marked {n_invalid} invalid; chain database {n_size} bytes, \
-         H's {h_size}",
+        "N stored {} blocks (H {} at height {h_height}), marked {n_invalid} invalid; {n_bytes} bytes of blocks \
+         (H {h_bytes}); sled files {n_size} bytes (H {h_size})",
         n_stored.len(),
         h_stored.len()
     )
