@@ -276,6 +276,12 @@ impl Sim {
         }
     }
 
+    /// The headers requests sent and not answered.
+    fn headers_requests(&self) -> Vec<RequestId> {
+        let headers = self.outstanding.iter().filter(|(_, (_, a))| matches!(a, Action::RequestHeaders { .. }));
+        headers.map(|(id, _)| *id).collect()
+    }
+
     fn fail(&mut self, id: RequestId) {
         if let Some((peer, _)) = self.outstanding.remove(&id) {
             self.event(Event::Failed { peer, id });
@@ -437,12 +443,7 @@ fn blocks_are_downloaded_from_several_peers_at_once() {
     let mut sim = Sim::new(small_config(0), 40, &[Behaviour::Honest(40), Behaviour::Honest(40), Behaviour::Honest(40)]);
     // The headers, from the source.
     for _ in 0..2 {
-        let headers: Vec<RequestId> = sim
-            .outstanding
-            .iter()
-            .filter(|(_, (_, a))| matches!(a, Action::RequestHeaders { .. }))
-            .map(|(id, _)| *id)
-            .collect();
+        let headers = sim.headers_requests();
         assert_eq!(headers.len(), 1, "one headers request, to one peer");
         sim.answer(headers[0], usize::MAX);
     }
@@ -541,12 +542,7 @@ fn memory_held_for_a_header_chain_is_bounded_by_the_window() {
     let mut sim = Sim::new(config.clone(), 500, &[Behaviour::Honest(500)]);
     // Answer headers only; never blocks: the machine stops asking for headers once the window is full.
     for _ in 0..200 {
-        let headers: Vec<RequestId> = sim
-            .outstanding
-            .iter()
-            .filter(|(_, (_, a))| matches!(a, Action::RequestHeaders { .. }))
-            .map(|(id, _)| *id)
-            .collect();
+        let headers = sim.headers_requests();
         if headers.is_empty() {
             break;
         }
