@@ -934,9 +934,7 @@ impl BenchPeer {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         let config = NetworkConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-            external_addrs: Vec::new(),
-            query_allowed: Box::new(|_| false),
-            status: None,
+            ..Default::default()
         };
         let key = libp2p::identity::Keypair::generate_ed25519();
         let (client, mut events, event_loop) = {

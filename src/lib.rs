@@ -8,6 +8,7 @@ pub mod chain;
 pub mod codec;
 pub mod consensus;
 pub mod crypto;
+pub mod fsio;
 pub mod mempool;
 pub mod miner;
 pub mod network;

@@ -365,7 +365,6 @@ async fn serve(
                 command(Command::RespondSync { channel, response });
             }
             NetworkEvent::Listening(_)
-            | NetworkEvent::PeerAddresses { .. }
             | NetworkEvent::QueryRequest { .. }
             | NetworkEvent::SyncMalformedRequest { .. } => {}
         }

@@ -17,10 +17,11 @@ use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use ourcoin::consensus::Params;
 use ourcoin::mempool::MIN_RELAY_FEE;
+use ourcoin::network::bans::BanTarget;
 use ourcoin::rpc::client::QueryClient;
 use ourcoin::rpc::{
-    BalanceReply, BlockId, BlockReply, HistoryReply, MempoolReply, PeerReply, QueryRequest, QueryResponse, StatusReply,
-    TxReply, MAX_LIST_LIMIT,
+    BalanceReply, BlockId, BlockReply, HistoryReply, MempoolReply, NodeCommand, NodeReply, PeerReply, QueryRequest,
+    QueryResponse, StatusReply, TxReply, MAX_LIST_LIMIT,
 };
 use ourcoin::types::{Address, Amount, BlockHash, Network, Txid};
 use ourcoin::wallet::{KdfParams, Wallet};
@@ -49,6 +50,9 @@ struct Args {
     /// Read the wallet's passphrase from this file (its first line) instead of the terminal.
     #[arg(long, env = "OURCOIN_PASSPHRASE_FILE", global = true, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// The node's cookie, for `node …` commands [default: ~/.ourcoin/<network>/.cookie].
+    #[arg(long, env = "OURCOIN_COOKIE", global = true, value_name = "FILE")]
+    cookie: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -99,6 +103,38 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 100, value_parser = list_limit())]
         limit: u32,
     },
+    /// Control the node's peers and bans (needs the node's cookie).
+    #[command(subcommand)]
+    Node(NodeSubcommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeSubcommand {
+    /// Dial a peer now and keep it connected (as addnode).
+    Connect {
+        #[arg(value_name = "MULTIADDR")]
+        addr: String,
+    },
+    /// Drop a peer.
+    Disconnect {
+        #[arg(value_name = "PEER_ID")]
+        peer: String,
+    },
+    /// Refuse a peer or an address for a while.
+    Ban {
+        #[arg(value_name = "PEER_ID|IP")]
+        target: String,
+        /// How long, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+        duration: u64,
+    },
+    /// Lift a ban.
+    Unban {
+        #[arg(value_name = "PEER_ID|IP")]
+        target: String,
+    },
+    /// The current bans.
+    Bans,
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,6 +212,7 @@ struct Settings {
     network: Network,
     json: bool,
     passphrase_file: Option<PathBuf>,
+    cookie: Option<PathBuf>,
 }
 
 /// Argon2id costs for new encrypted wallets. `OURCOIN_WALLET_KDF=light` picks
@@ -201,6 +238,24 @@ impl Settings {
                 .parse()
                 .context("the default node address is not a multiaddr"),
         }
+    }
+
+    /// The node's cookie, read from `--cookie` or the network's default datadir.
+    fn cookie(&self) -> Result<String> {
+        let path = match &self.cookie {
+            Some(path) => path.clone(),
+            None => {
+                let home = std::env::var_os("HOME").context("HOME is not set; give the node's cookie with --cookie")?;
+                PathBuf::from(home).join(".ourcoin").join(self.network.name()).join(".cookie")
+            }
+        };
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read the node's cookie {} (node commands need it: give the node's <datadir>/.cookie with --cookie)",
+                path.display()
+            )
+        })?;
+        Ok(text.trim().to_string())
     }
 
     fn wallet_path(&self) -> Result<PathBuf> {
@@ -262,8 +317,8 @@ impl Settings {
 }
 
 fn run(args: Args) -> Result<String> {
-    let Args { node, wallet, network, json, passphrase_file, command } = args;
-    let settings = Settings { node, wallet, network, json, passphrase_file };
+    let Args { node, wallet, network, json, passphrase_file, cookie, command } = args;
+    let settings = Settings { node, wallet, network, json, passphrase_file, cookie };
     match command {
         Command::Wallet(command) => wallet_command(&settings, command),
         command => {
@@ -370,6 +425,47 @@ async fn node_command(settings: &Settings, command: Command) -> Result<String> {
             let node = settings.node()?;
             let reply = expect_reply!(ask(&node, QueryRequest::Mempool { limit }).await?, Mempool, "mempool");
             settings.output(&reply, show_mempool)
+        }
+        Command::Node(command) => control_node(&settings, command).await,
+    }
+}
+
+async fn control_node(settings: &Settings, command: NodeSubcommand) -> Result<String> {
+    let command = match command {
+        NodeSubcommand::Connect { addr } => {
+            addr.parse::<Multiaddr>().map_err(|e| anyhow!("`{}` is not a multiaddr ({e})", short(&addr)))?;
+            NodeCommand::Connect(addr)
+        }
+        NodeSubcommand::Disconnect { peer } => {
+            peer.parse::<libp2p::PeerId>().map_err(|_| anyhow!("`{}` is not a peer id", short(&peer)))?;
+            NodeCommand::Disconnect(peer)
+        }
+        NodeSubcommand::Ban { target, duration } => {
+            target.parse::<BanTarget>()?;
+            NodeCommand::Ban { target, duration_s: duration }
+        }
+        NodeSubcommand::Unban { target } => {
+            target.parse::<BanTarget>()?;
+            NodeCommand::Unban(target)
+        }
+        NodeSubcommand::Bans => NodeCommand::Bans,
+    };
+    let cookie = settings.cookie()?;
+    let node = settings.node()?;
+    let reply = expect_reply!(ask(&node, QueryRequest::Node { cookie, command }).await?, Node, "node");
+    settings.output(&reply.json(), |_| show_node_reply(&reply))
+}
+
+fn show_node_reply(reply: &NodeReply) -> String {
+    match reply {
+        NodeReply::Connected { peer_id } => format!("connected to {}\n", clean(peer_id)),
+        NodeReply::Disconnected { peer_id } => format!("disconnected {}\n", clean(peer_id)),
+        NodeReply::Banned { banned } => format!("banned {}\n", clean(banned)),
+        NodeReply::Unbanned { unbanned } => format!("unbanned {}\n", clean(unbanned)),
+        NodeReply::Bans(bans) if bans.is_empty() => "no bans\n".to_string(),
+        NodeReply::Bans(bans) => {
+            let rows = bans.iter().map(|b| vec![clean(&b.target), b.until.to_string()]).collect::<Vec<_>>();
+            table(&[("TARGET", Align::Left), ("UNTIL (UNIX TIME)", Align::Right)], &rows)
         }
     }
 }
@@ -576,8 +672,32 @@ fn show_peers(peers: &[PeerReply]) -> String {
     if peers.is_empty() {
         return "no connected peers\n".to_string();
     }
-    let rows = peers.iter().map(|p| vec![p.peer_id.clone(), p.addrs.join(", ")]).collect::<Vec<_>>();
-    table(&[("PEER ID", Align::Left), ("ADDRESSES", Align::Left)], &rows)
+    let rows = peers
+        .iter()
+        .map(|p| {
+            vec![
+                clean(&p.peer_id),
+                p.direction.clone(),
+                p.agent.as_deref().map_or_else(|| "-".to_string(), clean),
+                p.ping_ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.2}")),
+                p.connected_s.to_string(),
+                format!("{:.0}", p.score),
+                clean(&p.addrs.join(", ")),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(
+        &[
+            ("PEER ID", Align::Left),
+            ("DIRECTION", Align::Left),
+            ("AGENT", Align::Left),
+            ("PING MS", Align::Right),
+            ("CONNECTED S", Align::Right),
+            ("SCORE", Align::Right),
+            ("ADDRESSES", Align::Left),
+        ],
+        &rows,
+    )
 }
 
 fn show_mempool(m: &MempoolReply) -> String {

@@ -41,6 +41,15 @@ struct Args {
     /// Networks whose peers may use the query protocol (repeatable; default: loopback only).
     #[arg(long, value_name = "CIDR")]
     query_allow: Vec<String>,
+    /// Peer connections at most (default: 125).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Outbound peers the node dials and keeps, across distinct networks (default: 8).
+    #[arg(long, value_name = "N")]
+    outbound_peers: Option<usize>,
+    /// Dial only this peer (repeatable); no discovery, as bitcoind's -connect.
+    #[arg(long, value_name = "MULTIADDR")]
+    connect: Vec<String>,
     /// Rebuild the ledger and every index from the stored blocks.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     reindex: Option<bool>,
@@ -74,6 +83,9 @@ impl From<Args> for Flags {
             bootstrap: a.bootstrap,
             external_addr: a.external_addr,
             query_allow: a.query_allow,
+            max_connections: a.max_connections,
+            outbound_peers: a.outbound_peers,
+            connect: a.connect,
             reindex: a.reindex,
             mine: a.mine,
             debug_fail_writes_after: a.debug_fail_writes_after,
@@ -157,6 +169,7 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
     let chain = Chain::open(params, store).context("cannot open the chain")?;
     tracing::info!(height = chain.height(), tip = %chain.tip(), "chain loaded");
 
+    let cookie = files::load_or_create_cookie(&datadir.join(".cookie"))?;
     let allow = config.query_allow.clone();
     let status_board = StatusBoard::default();
     let (client, events, event_loop) = network::event_loop::new(
@@ -165,20 +178,27 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
         NetworkConfig {
             listen: config.listen.clone(),
             external_addrs: config.external_addrs.clone(),
+            bootstrap: config.bootstrap.clone(),
+            connect: config.connect.clone(),
+            limits: network::peer_set::Limits {
+                max_connections: config.max_connections,
+                outbound_target: config.outbound_peers,
+            },
             query_allowed: Box::new(move |ip| allow.iter().any(|cidr| cidr.contains(ip))),
             status: Some(status_board.clone()),
+            datadir: Some(datadir.clone()),
+            cookie: Some(cookie),
         },
     )?;
     let network_task = tokio::spawn(event_loop.run());
 
-    let data_files = DataFiles { peers: datadir.join("peers.json"), mempool: datadir.join("mempool.dat") };
-    let known_peers = files::load_known_peers(&data_files.peers);
+    let data_files = DataFiles { mempool: datadir.join("mempool.dat") };
     let mining = if config.mine { config.miner_address.map(|a| (config.miner_threads, a)) } else { None };
-    let node = Node::new(chain, client, known_peers, data_files, mining, status_board);
+    let node = Node::new(chain, client, data_files, mining, status_board);
     // The node validates and stores on a thread of its own; this runtime
     // keeps polling the swarm whatever the node is busy with.
     let (stop, stop_rx) = tokio::sync::oneshot::channel();
-    let mut stopped = node.spawn(events, config.bootstrap.clone(), stop_rx).context("cannot start the node thread")?;
+    let mut stopped = node.spawn(events, stop_rx).context("cannot start the node thread")?;
     let outcome = tokio::select! {
         outcome = &mut stopped => outcome,
         () = shutdown_signal() => {
@@ -242,6 +262,9 @@ mod tests {
             "--bootstrap=/ip4/127.0.0.1/tcp/2",
             "--external-addr=/ip4/127.0.0.1/tcp/3",
             "--query-allow=10.0.0.0/8",
+            "--max-connections=40",
+            "--outbound-peers=4",
+            "--connect=/ip4/127.0.0.1/tcp/4",
             "--reindex",
             "--mine",
             "--debug-fail-writes-after=4",
@@ -260,6 +283,9 @@ mod tests {
                 bootstrap: vec!["/ip4/127.0.0.1/tcp/2".into()],
                 external_addr: vec!["/ip4/127.0.0.1/tcp/3".into()],
                 query_allow: vec!["10.0.0.0/8".into()],
+                max_connections: Some(40),
+                outbound_peers: Some(4),
+                connect: vec!["/ip4/127.0.0.1/tcp/4".into()],
                 reindex: Some(true),
                 mine: Some(true),
                 debug_fail_writes_after: Some(4),

@@ -8,8 +8,10 @@ use libp2p::identity::Keypair;
 use libp2p::kad::store::MemoryStore;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{allow_block_list, connection_limits, gossipsub, identify, kad, ping, StreamProtocol};
+use libp2p::{connection_limits, gossipsub, identify, kad, ping, StreamProtocol};
 
+use super::gate::Gate;
+use super::peer_set::{Limits, PENDING_MAX, QUERY_RESERVE};
 use super::protocol::{SyncRequest, SyncResponse, MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES, SYNC_PROTOCOL};
 use crate::codec::PostcardCodec;
 use crate::consensus::Params;
@@ -21,8 +23,8 @@ pub type QueryBehaviour = request_response::Behaviour<PostcardCodec<QueryRequest
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// Peers banned for abuse: refused and disconnected.
-    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Banned peers and addresses: refused.
+    pub gate: Gate,
     pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub kad: kad::Behaviour<MemoryStore>,
@@ -38,10 +40,21 @@ pub enum BehaviourError {
     Gossipsub(String),
 }
 
-/// Connections at most, in all, inbound, and per peer.
-pub const MAX_CONNECTIONS: u32 = 125;
-pub const MAX_INBOUND_CONNECTIONS: u32 = 100;
+/// Connections at most per peer.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Connections Kademlia's lookups may hold open besides the peers.
+pub const MAX_LOOKUP_CONNECTIONS: usize = 32;
+
+/// The identify protocol version of a network's nodes: a connection that
+/// identifies with another is not a peer of ours.
+pub fn protocol_version(params: &Params) -> String {
+    format!("/ourcoin/{}/1", params.network)
+}
+
+/// The agent version nodes announce: `ourcoind/<version>`.
+pub fn agent_version() -> String {
+    format!("ourcoind/{}", env!("CARGO_PKG_VERSION"))
+}
 /// Concurrent inbound and outbound streams per connection (libp2p's default
 /// is 100). Each inbound sync stream may carry up to `MAX_SYNC_RESPONSE_BYTES`
 /// of reply, so this and the connection limits bound what peers can make us
@@ -96,7 +109,7 @@ fn score_params(params: &Params) -> gossipsub::PeerScoreParams {
 pub const MAX_GOSSIP_BYTES: usize = MAX_BLOCK_BYTES + 64 * 1024;
 
 impl Behaviour {
-    pub fn new(key: &Keypair, params: &Params) -> Result<Behaviour, BehaviourError> {
+    pub fn new(key: &Keypair, params: &Params, peer_limits: Limits) -> Result<Behaviour, BehaviourError> {
         let network = params.network;
         let peer_id = key.public().to_peer_id();
         // Content-hash ids: the same transaction or block relayed by two peers is one message.
@@ -125,13 +138,17 @@ impl Behaviour {
             .unwrap_or(StreamProtocol::new("/ourcoin/kad/1"));
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_query_timeout(Duration::from_secs(30));
-        kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(60)));
+        // The event loop walks when it needs addresses; Kademlia's own bootstrap is rare.
+        kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(600)));
+        // Only addresses that pass our filters enter the routing table.
+        kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
         let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
         // On loopback and private addresses Kademlia would stay a client and answer nothing.
         kad.set_mode(Some(kad::Mode::Server));
 
         let identify = identify::Behaviour::new(
-            identify::Config::new(format!("/ourcoin/{network}/1"), key.public())
+            identify::Config::new(protocol_version(params), key.public())
+                .with_agent_version(agent_version())
                 .with_push_listen_addr_updates(true)
                 .with_interval(Duration::from_secs(60)),
         );
@@ -150,12 +167,15 @@ impl Behaviour {
                 .with_request_timeout(Duration::from_secs(30))
                 .with_max_concurrent_streams(MAX_QUERY_STREAMS),
         );
+        // The peer set keeps peers within `peer_limits`; these are the hard
+        // bounds beyond it: unidentified connections, query clients and lookups.
+        let hard_cap = peer_limits.max_connections + PENDING_MAX + QUERY_RESERVE + MAX_LOOKUP_CONNECTIONS;
         let limits = connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(MAX_CONNECTIONS))
-            .with_max_established_incoming(Some(MAX_INBOUND_CONNECTIONS))
+            .with_max_established(Some(u32::try_from(hard_cap).unwrap_or(u32::MAX)))
+            .with_max_pending_incoming(Some(PENDING_MAX as u32))
             .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
         Ok(Behaviour {
-            blocked: allow_block_list::Behaviour::default(),
+            gate: Gate::default(),
             limits: connection_limits::Behaviour::new(limits),
             gossipsub,
             kad,

@@ -4,18 +4,22 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, PublishError};
 use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
+use super::addrbook::{AddressBook, Reach};
+use super::bans::Bans;
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::manage::{Dial, FixedPeer};
+use super::peer_set::{self, Limits, PeerSet};
 use super::protocol::{SyncRequest, SyncResponse};
 use crate::consensus::Params;
 use crate::rpc::{QueryRequest, QueryResponse, StatusBoard};
@@ -52,6 +56,7 @@ pub enum Command {
         channel: ResponseChannel<QueryResponse>,
         response: QueryResponse,
     },
+    /// Dials a peer now and keeps it connected (as `node connect`).
     Dial(Multiaddr),
     Disconnect(PeerId),
     /// The node's score of a peer, fed into gossipsub's peer score.
@@ -76,11 +81,6 @@ pub enum NetworkEvent {
     },
     PeerDisconnected {
         peer: PeerId,
-    },
-    /// Listen addresses a peer told us through identify.
-    PeerAddresses {
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
     },
     Gossip {
         source: PeerId,
@@ -188,15 +188,44 @@ pub enum NetworkError {
 pub struct NetworkConfig {
     pub listen: Vec<Multiaddr>,
     pub external_addrs: Vec<Multiaddr>,
-    /// Whether a peer connected from this address may use the query protocol.
+    /// Dialled at start, and again (with backoff) while the node has fewer peers than its target.
+    pub bootstrap: Vec<Multiaddr>,
+    /// When not empty, the only peers dialled (`--connect`): no discovery.
+    pub connect: Vec<Multiaddr>,
+    pub limits: Limits,
+    /// Whether a connection from this address may use the query protocol.
     pub query_allowed: Box<dyn Fn(IpAddr) -> bool + Send>,
     /// The node's latest status, kept up to date by the node: `status`
     /// queries are answered from it here, without waiting for the node.
     pub status: Option<StatusBoard>,
+    /// Where the address book and the bans are kept; `None`: in memory only.
+    pub datadir: Option<PathBuf>,
+    /// The secret `node …` commands must present; `None`: they are refused.
+    pub cookie: Option<String>,
 }
 
+impl Default for NetworkConfig {
+    fn default() -> NetworkConfig {
+        NetworkConfig {
+            listen: Vec::new(),
+            external_addrs: Vec::new(),
+            bootstrap: Vec::new(),
+            connect: Vec::new(),
+            limits: Limits { max_connections: DEFAULT_MAX_CONNECTIONS, outbound_target: DEFAULT_OUTBOUND_PEERS },
+            query_allowed: Box::new(|_| false),
+            status: None,
+            datadir: None,
+            cookie: None,
+        }
+    }
+}
+
+/// `--max-connections` and `--outbound-peers` by default, as bitcoind's.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 125;
+pub const DEFAULT_OUTBOUND_PEERS: usize = 8;
+
 pub struct EventLoop {
-    swarm: Swarm<Behaviour>,
+    pub(super) swarm: Swarm<Behaviour>,
     commands: mpsc::UnboundedReceiver<Command>,
     control: mpsc::UnboundedSender<NetworkEvent>,
     work: mpsc::Sender<NetworkEvent>,
@@ -208,14 +237,33 @@ pub struct EventLoop {
     tx_topic: IdentTopic,
     block_topic: IdentTopic,
     query_allowed: Box<dyn Fn(IpAddr) -> bool + Send>,
-    /// The address each connected peer's latest connection came from.
-    remote_ips: HashMap<PeerId, Option<IpAddr>>,
-    dialing: HashSet<PeerId>,
-    /// Banned peers and when their ban ends.
-    banned: HashMap<PeerId, Instant>,
+    pub(super) peer_set: PeerSet,
+    pub(super) book: AddressBook,
+    pub(super) bans: Bans,
+    pub(super) datadir: Option<PathBuf>,
+    pub(super) cookie: Option<String>,
+    /// Our dials in flight, by the connection they will be.
+    pub(super) dials: HashMap<libp2p::swarm::ConnectionId, Dial>,
+    /// Bootstrap, `--connect` and `node connect` peers.
+    pub(super) fixed: Vec<FixedPeer>,
+    pub(super) connect_only: bool,
+    /// Kinds of address besides public ones that we accept from peers: the
+    /// kinds of network the node listens on.
+    pub(super) reach: HashSet<Reach>,
+    /// `node connect` replies waiting for their connection.
+    pub(super) connect_replies: HashMap<libp2p::swarm::ConnectionId, ResponseChannel<QueryResponse>>,
+    /// The topic of each gossip message the node is validating, to credit its source.
+    gossip_topics: HashMap<MessageId, Topic>,
     /// Request budgets per peer and protocol.
     sync_limits: HashMap<PeerId, TokenBucket>,
     query_limits: HashMap<PeerId, TokenBucket>,
+    pub(super) last_peer_seen: Instant,
+    pub(super) warned_alone: bool,
+    pub(super) last_walk: Option<Instant>,
+    pub(super) last_book_save: Instant,
+    pub(super) rng: rand::rngs::StdRng,
+    /// What our network's nodes say they speak in identify.
+    pub(super) protocol_version: String,
 }
 
 /// Requests a peer may make per second on one protocol, and the burst it may save up.
@@ -248,6 +296,9 @@ impl TokenBucket {
     }
 }
 
+/// Gossip messages whose topic is remembered until the node's verdict, at most.
+const MAX_GOSSIP_TOPICS: usize = 4 * WORK_QUEUE;
+
 /// Builds the swarm, starts listening, and returns the client, the events and the loop to run.
 pub fn new(
     key: Keypair,
@@ -255,14 +306,15 @@ pub fn new(
     config: NetworkConfig,
 ) -> Result<(Client, NetworkEvents, EventLoop), NetworkError> {
     let peer_id = key.public().to_peer_id();
-    let behaviour = Behaviour::new(&key, params)?;
+    let behaviour = Behaviour::new(&key, params, config.limits)?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| NetworkError::Transport(e.to_string()))?
         .with_behaviour(|_| behaviour)
         .map_err(|e| NetworkError::Transport(e.to_string()))?
-        // Peers stay connected between blocks; the default 10 s would drop quiet ones.
+        // Peers stay connected between blocks; the default 10 s would drop
+        // quiet ones. Connections that are not peers are closed by the peer set.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
     for addr in &config.listen {
@@ -288,7 +340,10 @@ pub fn new(
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
-    let event_loop = EventLoop {
+    let now = Instant::now();
+    let (book, bans) = super::manage::load_files(config.datadir.as_deref());
+    let connect_only = !config.connect.is_empty();
+    let mut event_loop = EventLoop {
         swarm,
         commands: command_rx,
         control: control_tx,
@@ -299,37 +354,44 @@ pub fn new(
         tx_topic,
         block_topic,
         query_allowed: config.query_allowed,
-        remote_ips: HashMap::new(),
-        dialing: HashSet::new(),
-        banned: HashMap::new(),
+        peer_set: PeerSet::new(config.limits),
+        book,
+        bans,
+        datadir: config.datadir,
+        cookie: config.cookie,
+        dials: HashMap::new(),
+        fixed: Vec::new(),
+        connect_only,
+        reach: super::manage::reach_of_listen_addrs(&config.listen),
+        connect_replies: HashMap::new(),
+        gossip_topics: HashMap::new(),
         sync_limits: HashMap::new(),
         query_limits: HashMap::new(),
+        last_peer_seen: now,
+        warned_alone: false,
+        last_walk: None,
+        last_book_save: now,
+        rng: rand::SeedableRng::from_entropy(),
+        protocol_version: super::behaviour::protocol_version(params),
     };
+    event_loop.update_gate();
+    for addr in config.connect {
+        event_loop.add_fixed(addr, super::manage::FixedKind::Connect);
+    }
+    if !connect_only {
+        for addr in config.bootstrap {
+            event_loop.add_fixed(addr, super::manage::FixedKind::Bootstrap);
+        }
+    }
     let events = NetworkEvents { control: control_rx, work: work_rx };
     Ok((Client { commands: command_tx, peer_id }, events, event_loop))
-}
-
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    addr.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
-        _ => None,
-    })
-}
-
-/// Whether an address is worth handing to Kademlia (not unspecified).
-fn is_dialable(addr: &Multiaddr) -> bool {
-    match ip_of(addr) {
-        Some(ip) => !ip.is_unspecified(),
-        None => true,
-    }
 }
 
 impl EventLoop {
     /// Runs until the node drops its client (every sender of commands).
     pub async fn run(mut self) {
-        let mut walk = tokio::time::interval(Duration::from_secs(15));
-        walk.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.handle_swarm_event(event),
@@ -337,9 +399,8 @@ impl EventLoop {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
-                _ = walk.tick() => {
-                    self.random_walk();
-                    self.lift_expired_bans();
+                _ = tick.tick() => {
+                    self.manage_peers(Instant::now());
                     if self.shed > 0 {
                         tracing::warn!(shed = self.shed, "the node was busy: gossip ignored and requests refused");
                         self.shed = 0;
@@ -347,25 +408,7 @@ impl EventLoop {
                 }
             }
         }
-    }
-
-    /// Looks up a random peer id, so the routing table fills with peers our
-    /// peers know, which we then dial.
-    fn random_walk(&mut self) {
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        if kad.kbuckets().map(|b| b.num_entries()).sum::<usize>() > 0 {
-            kad.get_closest_peers(PeerId::random());
-        }
-    }
-
-    fn lift_expired_bans(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<PeerId> = self.banned.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
-        for peer in expired {
-            self.banned.remove(&peer);
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-            self.swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(&peer);
-        }
+        self.save_book();
     }
 
     fn handle_command(&mut self, command: Command) {
@@ -382,6 +425,10 @@ impl EventLoop {
                 }
             }
             Command::ReportValidation { id, source, acceptance } => {
+                let topic = self.gossip_topics.remove(&id);
+                if acceptance == MessageAcceptance::Accept {
+                    self.credit_relay(source, topic);
+                }
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
             }
             Command::SendSync { peer, request, reply } => {
@@ -395,29 +442,23 @@ impl EventLoop {
                 let _ = self.swarm.behaviour_mut().query.send_response(channel, response);
             }
             Command::Dial(addr) => {
-                if let Err(e) = self.swarm.dial(addr.clone()) {
-                    tracing::debug!(%addr, "cannot dial: {e}");
-                }
+                self.add_fixed(addr, super::manage::FixedKind::Manual);
             }
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::SetScore { peer, score } => {
+                if let Some(info) = self.peer_set.info_mut(&peer) {
+                    info.score = score;
+                }
                 self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
             }
-            Command::Ban { peer, duration } => {
-                tracing::warn!(%peer, "banning peer for {} s", duration.as_secs());
-                self.banned.insert(peer, Instant::now() + duration);
-                let behaviour = self.swarm.behaviour_mut();
-                behaviour.blocked.block_peer(peer);
-                behaviour.gossipsub.blacklist_peer(&peer);
-                behaviour.kad.remove_peer(&peer);
-            }
+            Command::Ban { peer, duration } => self.ban_for_abuse(peer, duration),
         }
     }
 
     /// Hands an event to the node without ever waiting (see [`NetworkEvents`]).
-    fn emit(&mut self, event: NetworkEvent) {
+    pub(super) fn emit(&mut self, event: NetworkEvent) {
         let event = match event {
             NetworkEvent::Gossip { .. } | NetworkEvent::SyncRequest { .. } | NetworkEvent::QueryRequest { .. } => {
                 match self.work.try_send(event) {
@@ -436,6 +477,7 @@ impl EventLoop {
         match event {
             // Not forwarded, not held against the sender.
             NetworkEvent::Gossip { source, id, .. } => {
+                self.gossip_topics.remove(&id);
                 behaviour.gossipsub.report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
             }
             NetworkEvent::SyncRequest { channel, .. } => {
@@ -449,34 +491,36 @@ impl EventLoop {
         }
     }
 
+    /// A peer whose message the node accepted relayed something useful: eviction protects it.
+    fn credit_relay(&mut self, source: PeerId, topic: Option<Topic>) {
+        let Some(info) = self.peer_set.info_mut(&source) else { return };
+        match topic {
+            Some(Topic::Blocks) => info.last_block = Some(Instant::now()),
+            Some(Topic::Transactions) => info.last_tx = Some(Instant::now()),
+            None => {}
+        }
+    }
+
     fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                self.note_listen_addr(&address);
                 let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);
                 self.emit(NetworkEvent::Listening(full));
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
-                let addr = endpoint.get_remote_address().clone();
-                self.remote_ips.insert(peer_id, ip_of(&addr));
-                self.dialing.remove(&peer_id);
-                if endpoint.is_dialer() {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
-                }
-                if num_established.get() == 1 {
-                    self.emit(NetworkEvent::PeerConnected { peer: peer_id, addr });
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                self.on_connection_established(peer_id, connection_id, &endpoint);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } => {
+                let actions = self.peer_set.closed(connection_id);
+                self.apply(actions);
+                if !self.swarm.is_connected(&peer_id) {
+                    self.sync_limits.remove(&peer_id);
+                    self.query_limits.remove(&peer_id);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                self.remote_ips.remove(&peer_id);
-                self.sync_limits.remove(&peer_id);
-                self.query_limits.remove(&peer_id);
-                self.emit(NetworkEvent::PeerDisconnected { peer: peer_id });
-            }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                if let Some(peer) = peer_id {
-                    self.dialing.remove(&peer);
-                }
-                tracing::debug!(?peer_id, "outgoing connection failed: {error}");
+            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
+                self.on_dial_failed(connection_id, peer_id, &error.to_string());
             }
             SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
             _ => {}
@@ -498,6 +542,10 @@ impl EventLoop {
                     );
                     return;
                 };
+                if self.gossip_topics.len() >= MAX_GOSSIP_TOPICS {
+                    self.gossip_topics.clear();
+                }
+                self.gossip_topics.insert(message_id.clone(), topic);
                 self.emit(NetworkEvent::Gossip {
                     source: propagation_source,
                     id: message_id,
@@ -505,27 +553,39 @@ impl EventLoop {
                     data: message.data,
                 });
             }
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let addrs: Vec<Multiaddr> = info.listen_addrs.into_iter().filter(is_dialable).collect();
-                for addr in &addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
-                }
-                self.emit(NetworkEvent::PeerAddresses { peer: peer_id, addrs });
+            BehaviourEvent::Identify(identify::Event::Received { connection_id, peer_id, info }) => {
+                self.on_identified(connection_id, peer_id, info);
             }
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => self.dial_if_new(peer),
+            BehaviourEvent::Kad(kad::Event::RoutablePeer { peer, address }) => {
+                self.learn_address(peer, &address, None);
+            }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::GetClosestPeers(Ok(ok)),
                 ..
             }) => {
                 for info in ok.peers {
-                    for addr in info.addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&info.peer_id, addr);
+                    for addr in &info.addrs {
+                        self.learn_address(info.peer_id, addr, None);
                     }
-                    self.dial_if_new(info.peer_id);
                 }
             }
-            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
+            BehaviourEvent::Ping(libp2p::ping::Event { peer, result: Ok(rtt), .. }) => {
+                if let Some(info) = self.peer_set.info_mut(&peer) {
+                    info.ping = Some(rtt);
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, connection_id, message }) => match message {
                 request_response::Message::Request { request, channel, .. } => {
+                    // Whoever asks for sync is a node of ours.
+                    let actions = self.peer_set.promote(connection_id, Instant::now());
+                    self.apply(actions);
+                    if self
+                        .peer_set
+                        .connection(connection_id)
+                        .is_none_or(|c| c.kind == peer_set::Kind::Closing)
+                    {
+                        return;
+                    }
                     let now = Instant::now();
                     if self.sync_limits.entry(peer).or_insert_with(|| TokenBucket::new(now)).take(now) {
                         self.emit(NetworkEvent::SyncRequest { peer, request, channel });
@@ -554,40 +614,61 @@ impl EventLoop {
             }
             BehaviourEvent::Query(request_response::Event::Message {
                 peer,
+                connection_id,
                 message: request_response::Message::Request { request, channel, .. },
-                ..
-            }) => {
-                let allowed = self.remote_ips.get(&peer).copied().flatten().is_some_and(|ip| (self.query_allowed)(ip));
-                let now = Instant::now();
-                let within_budget = self.query_limits.entry(peer).or_insert_with(|| TokenBucket::new(now)).take(now);
-                if allowed && !within_budget {
-                    let refusal = QueryResponse::Error("too many requests; slow down".into());
-                    let _ = self.swarm.behaviour_mut().query.send_response(channel, refusal);
-                } else if let (true, QueryRequest::Status, Some(board)) = (allowed, &request, &self.status) {
-                    // Answered here: status must come even while the node validates.
-                    let status =
-                        board.lock().map(|s| s.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone());
-                    let _ = self.swarm.behaviour_mut().query.send_response(channel, QueryResponse::Status(status));
-                } else if allowed {
-                    self.emit(NetworkEvent::QueryRequest { peer, request, channel });
-                } else {
-                    let refusal = QueryResponse::Error(
-                        "this node does not answer queries from your address; see its --query-allow".into(),
-                    );
-                    let _ = self.swarm.behaviour_mut().query.send_response(channel, refusal);
-                }
-            }
+            }) => self.on_query(peer, connection_id, request, channel),
             _ => {}
         }
     }
 
-    fn dial_if_new(&mut self, peer: PeerId) {
-        if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) || !self.dialing.insert(peer) {
+    /// A query, judged by the address of the connection it arrived on.
+    fn on_query(
+        &mut self,
+        peer: PeerId,
+        connection_id: libp2p::swarm::ConnectionId,
+        request: QueryRequest,
+        channel: ResponseChannel<QueryResponse>,
+    ) {
+        let now = Instant::now();
+        let ip = self.peer_set.connection(connection_id).and_then(|c| c.ip);
+        let allowed = ip.is_some_and(|ip| (self.query_allowed)(ip));
+        if !allowed {
+            let refusal = QueryResponse::Error(
+                "this node does not answer queries from your address; see its --query-allow".into(),
+            );
+            let _ = self.swarm.behaviour_mut().query.send_response(channel, refusal);
             return;
         }
-        if let Err(e) = self.swarm.dial(peer) {
-            self.dialing.remove(&peer);
-            tracing::debug!(%peer, "cannot dial a discovered peer: {e}");
+        let actions = self.peer_set.query(connection_id, now);
+        self.apply(actions);
+        if !self.query_limits.entry(peer).or_insert_with(|| TokenBucket::new(now)).take(now) {
+            let refusal = QueryResponse::Error("too many requests; slow down".into());
+            let _ = self.swarm.behaviour_mut().query.send_response(channel, refusal);
+            return;
         }
+        let response = match request {
+            // Answered here: status must come even while the node validates.
+            QueryRequest::Status => match &self.status {
+                Some(board) => {
+                    let status =
+                        board.lock().map(|s| s.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone());
+                    QueryResponse::Status(status)
+                }
+                None => QueryResponse::Error("this node keeps no status".into()),
+            },
+            QueryRequest::Peers => QueryResponse::Peers(self.peer_replies(now)),
+            QueryRequest::Node { cookie, command } => match self.node_command(&cookie, command, channel) {
+                Some((channel, response)) => {
+                    let _ = self.swarm.behaviour_mut().query.send_response(channel, response);
+                    return;
+                }
+                None => return,
+            },
+            request => {
+                self.emit(NetworkEvent::QueryRequest { peer, request, channel });
+                return;
+            }
+        };
+        let _ = self.swarm.behaviour_mut().query.send_response(channel, response);
     }
 }

@@ -41,6 +41,12 @@ pub struct Flags {
     pub external_addr: Vec<String>,
     /// Networks whose peers may use the query protocol (repeatable; default: loopback only).
     pub query_allow: Vec<String>,
+    /// Peer connections at most (default: 125).
+    pub max_connections: Option<usize>,
+    /// Outbound peers the node keeps (default: 8).
+    pub outbound_peers: Option<usize>,
+    /// Dial only these peers (repeatable): no discovery.
+    pub connect: Vec<String>,
     /// Rebuild the ledger and every index from the stored blocks.
     pub reindex: Option<bool>,
     /// Mine blocks paying --miner-address.
@@ -68,6 +74,11 @@ pub struct NodeConfig {
     pub external_addrs: Vec<Multiaddr>,
     /// Empty: nobody may query.
     pub query_allow: Vec<Cidr>,
+    pub max_connections: usize,
+    /// At most `max_connections`.
+    pub outbound_peers: usize,
+    /// Not empty: the only peers dialled.
+    pub connect: Vec<Multiaddr>,
     pub reindex: bool,
     /// Testing only: block writes allowed before every write fails.
     pub debug_fail_writes_after: Option<u64>,
@@ -129,6 +140,8 @@ pub enum ConfigError {
     InvalidCidr { value: String, reason: String },
     #[error("{error}: give an address of the {network} network (`ourcoin-cli --network {network} wallet address` prints yours)")]
     InvalidMinerAddress { network: Network, error: AddressParseError },
+    #[error("--outbound-peers {outbound} is more than --max-connections {max}: raise the one or lower the other")]
+    OutboundAboveMax { outbound: usize, max: usize },
     #[error("the miner needs at least one thread: give 1 or more")]
     ZeroMinerThreads,
     #[error(
@@ -149,6 +162,9 @@ struct FileConfig {
     bootstrap: Option<Vec<String>>,
     external_addr: Option<Vec<String>>,
     query_allow: Option<Vec<String>>,
+    max_connections: Option<usize>,
+    outbound_peers: Option<usize>,
+    connect: Option<Vec<String>>,
     reindex: Option<bool>,
     mine: Option<bool>,
     miner_address: Option<String>,
@@ -310,6 +326,17 @@ fn resolve_in(args: Flags, env: &Environment) -> Result<NodeConfig, ConfigError>
         Some((list, origin)) => parse_each(&list, &origin, parse_cidr)?,
         None => Cidr::loopback(),
     };
+    let max_connections = pick("max_connections", args.max_connections, &file, values.max_connections)
+        .map_or(crate::network::event_loop::DEFAULT_MAX_CONNECTIONS, |(n, _)| n);
+    let outbound_peers = pick("outbound_peers", args.outbound_peers, &file, values.outbound_peers)
+        .map_or(crate::network::event_loop::DEFAULT_OUTBOUND_PEERS.min(max_connections), |(n, _)| n);
+    if outbound_peers > max_connections {
+        return Err(ConfigError::OutboundAboveMax { outbound: outbound_peers, max: max_connections });
+    }
+    let connect = match pick_list("connect", args.connect, &file, values.connect) {
+        Some((list, origin)) => parse_each(&list, &origin, parse_multiaddr)?,
+        None => Vec::new(),
+    };
 
     let reindex = pick("reindex", args.reindex, &file, values.reindex).is_some_and(|(reindex, _)| reindex);
     let mine = match pick("mine", args.mine, &file, values.mine) {
@@ -355,6 +382,9 @@ fn resolve_in(args: Flags, env: &Environment) -> Result<NodeConfig, ConfigError>
         bootstrap,
         external_addrs,
         query_allow,
+        max_connections,
+        outbound_peers,
+        connect,
         reindex,
         debug_fail_writes_after: args.debug_fail_writes_after,
         mine,
@@ -535,6 +565,9 @@ mod tests {
                 "bootstrap" => out.bootstrap.push(value),
                 "external-addr" => out.external_addr.push(value),
                 "query-allow" => out.query_allow.push(value),
+                "max-connections" => out.max_connections = Some(value.parse().unwrap()),
+                "outbound-peers" => out.outbound_peers = Some(value.parse().unwrap()),
+                "connect" => out.connect.push(value),
                 "reindex" => out.reindex = Some(value.parse().unwrap()),
                 "mine" => out.mine = Some(value.parse().unwrap()),
                 "dev" => out.dev = Some(value.parse().unwrap()),
@@ -581,6 +614,9 @@ mod tests {
                 bootstrap: vec![],
                 external_addrs: vec![],
                 query_allow: vec![Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("::1/128").unwrap()],
+                max_connections: 125,
+                outbound_peers: 8,
+                connect: vec![],
                 reindex: false,
                 debug_fail_writes_after: None,
                 mine: false,
@@ -673,6 +709,9 @@ log = "debug"
                 bootstrap: vec![addr(&peer)],
                 external_addrs: vec![addr("/dns4/node.example.org/tcp/19733")],
                 query_allow: vec![Cidr::parse("0.0.0.0/0").unwrap(), Cidr::parse("::/0").unwrap()],
+                max_connections: 125,
+                outbound_peers: 8,
+                connect: vec![],
                 reindex: true,
                 debug_fail_writes_after: None,
                 mine: true,

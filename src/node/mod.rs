@@ -57,7 +57,6 @@ pub use gossip::{BATCH_MAX, BATCH_WAIT};
 pub use peers::{BAN_DURATION, BAN_SCORE};
 
 use chain_sync::SyncDriver;
-use files::KnownPeers;
 use gossip::GossipBatch;
 use mempool_sync::MempoolExchange;
 use miner::Miner;
@@ -70,7 +69,6 @@ pub fn unix_now() -> u64 {
 
 /// Paths in the data directory.
 pub struct DataFiles {
-    pub peers: PathBuf,
     pub mempool: PathBuf,
 }
 
@@ -110,7 +108,6 @@ pub struct Node {
     client: Client,
     listen_addrs: Vec<Multiaddr>,
     peers: HashMap<PeerId, PeerState>,
-    known_peers: KnownPeers,
     sync: SyncDriver,
     mempool_exchange: MempoolExchange,
     /// Replies to the sync requests we sent, as they come.
@@ -119,7 +116,6 @@ pub struct Node {
     found: mpsc::UnboundedReceiver<Block>,
     template_dirty: bool,
     files: DataFiles,
-    last_peer_save: Instant,
     fatal: Option<String>,
     /// Our score of each peer: lowered by invalid data, banned below `-BAN_SCORE`.
     scores: HashMap<PeerId, i64>,
@@ -154,8 +150,7 @@ impl Node {
     pub fn new(
         mut chain: Chain<SledStore>,
         client: Client,
-        known_peers: KnownPeers,
-        files: DataFiles,
+            files: DataFiles,
         mining: Option<(usize, Address)>,
         status_board: StatusBoard,
     ) -> Node {
@@ -174,7 +169,6 @@ impl Node {
             client,
             listen_addrs: Vec::new(),
             peers: HashMap::new(),
-            known_peers,
             sync,
             mempool_exchange: MempoolExchange::default(),
             replies: FuturesUnordered::new(),
@@ -182,7 +176,6 @@ impl Node {
             found,
             template_dirty: true,
             files,
-            last_peer_save: Instant::now(),
             fatal: None,
             scores: HashMap::new(),
             last_score_decay: Instant::now(),
@@ -202,7 +195,6 @@ impl Node {
     pub fn spawn(
         mut self,
         events: NetworkEvents,
-        bootstrap: Vec<Multiaddr>,
         shutdown: oneshot::Receiver<()>,
     ) -> std::io::Result<oneshot::Receiver<Stopped>> {
         let (done, stopped) = oneshot::channel();
@@ -215,7 +207,6 @@ impl Node {
                 }
             };
             self.restore_mempool();
-            self.dial_initial(&bootstrap);
             let outcome = runtime.block_on(self.run(events, async {
                 let _ = shutdown.await;
             }));
@@ -315,7 +306,6 @@ impl Node {
         if let Err(e) = files::save_mempool(&self.files.mempool, &txs) {
             tracing::warn!("mempool not saved: {e}");
         }
-        self.save_peers();
         if let Err(e) = self.chain.flush() {
             return Stopped::Fatal(format!("cannot flush the database: {e}"));
         }
@@ -337,9 +327,6 @@ impl Node {
         }
         self.sync_event(sync::Event::Tick);
         self.refresh_peer_statuses();
-        if self.last_peer_save.elapsed() > Duration::from_secs(30) {
-            self.save_peers();
-        }
         if self.last_score_decay.elapsed() > Duration::from_secs(60) {
             self.decay_scores();
         }
@@ -355,7 +342,6 @@ impl Node {
             }
             NetworkEvent::PeerConnected { peer, addr } => self.on_peer_connected(peer, addr),
             NetworkEvent::PeerDisconnected { peer } => self.on_peer_disconnected(peer),
-            NetworkEvent::PeerAddresses { peer, addrs } => self.on_peer_addresses(peer, addrs),
             NetworkEvent::Gossip { source, id, topic, data } => self.handle_gossip(source, id, topic, &data),
             NetworkEvent::SyncRequest { peer, request, channel } => self.serve_sync(peer, request, channel),
             NetworkEvent::SyncMalformedRequest { peer, error } => {

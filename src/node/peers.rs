@@ -1,13 +1,13 @@
 //! Who is connected, what they told us, and what they cost: scores lowered
-//! by invalid data, bans when a score falls too far, the peers saved for the
-//! next start.
+//! by invalid data, bans when a score falls too far. Which peers to keep is
+//! the network layer's choice (`network::peer_set`, `network::manage`).
 
 use std::time::{Duration, Instant};
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::{Multiaddr, PeerId};
 
-use super::{files, Asked, Node};
+use super::{Asked, Node};
 use crate::consensus::verdict::Verdict;
 use crate::network::protocol::{ChainStatus, SyncRequest};
 use crate::network::Command;
@@ -16,7 +16,6 @@ use crate::network::Command;
 #[derive(Debug, Default)]
 pub(super) struct PeerState {
     pub(super) addr: Option<Multiaddr>,
-    pub(super) listen_addrs: Vec<Multiaddr>,
     pub(super) status: Option<ChainStatus>,
 }
 
@@ -26,26 +25,6 @@ pub const BAN_SCORE: i64 = 500;
 pub const BAN_DURATION: Duration = Duration::from_secs(3_600);
 
 impl Node {
-    /// Dials the peers known from earlier runs, then the bootstrap addresses.
-    pub(super) fn dial_initial(&self, bootstrap: &[Multiaddr]) {
-        for (peer, addrs) in &self.known_peers {
-            for addr in addrs.iter().take(2) {
-                let full = addr.clone().with_p2p(*peer).unwrap_or_else(|a| a);
-                self.command(Command::Dial(full));
-            }
-        }
-        for addr in bootstrap {
-            self.command(Command::Dial(addr.clone()));
-        }
-    }
-
-    pub(super) fn save_peers(&mut self) {
-        self.last_peer_save = Instant::now();
-        if let Err(e) = files::save_known_peers(&self.files.peers, &self.known_peers) {
-            tracing::warn!("known peers not saved: {e}");
-        }
-    }
-
     pub(super) fn on_peer_connected(&mut self, peer: PeerId, addr: Multiaddr) {
         tracing::debug!(%peer, %addr, "connection opened");
         self.peers.entry(peer).or_default().addr = Some(addr);
@@ -59,17 +38,6 @@ impl Node {
         }
         self.mempool_exchange.forget(&peer);
         self.on_sync_peer_gone(peer);
-    }
-
-    pub(super) fn on_peer_addresses(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>) {
-        if addrs.is_empty() {
-            return;
-        }
-        addrs.truncate(8);
-        if self.known_peers.len() < files::MAX_KNOWN_PEERS || self.known_peers.contains_key(&peer) {
-            self.known_peers.insert(peer, addrs.clone());
-        }
-        self.peers.entry(peer).or_default().listen_addrs = addrs;
     }
 
     /// Tells gossipsub what we made of a message, and penalises its sender for invalid data.

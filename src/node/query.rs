@@ -7,24 +7,15 @@ use libp2p::request_response::ResponseChannel;
 use super::Node;
 use crate::network::Command;
 use crate::rpc::handler::{answer, status_reply, NetworkInfo};
-use crate::rpc::{PeerReply, QueryRequest, QueryResponse, SubmitReply};
+use crate::rpc::{QueryRequest, QueryResponse, SubmitReply};
 
 impl Node {
     pub(super) fn network_info(&self) -> NetworkInfo {
         NetworkInfo {
             peer_id: self.client.peer_id.to_string(),
             listen_addrs: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
-            // Only peers that speak the sync protocol are nodes; a connected
-            // `ourcoin-cli` is not a peer.
-            peers: self
-                .peers
-                .iter()
-                .filter(|(_, state)| state.status.is_some())
-                .map(|(peer, state)| PeerReply {
-                    peer_id: peer.to_string(),
-                    addrs: state.addr.iter().chain(&state.listen_addrs).map(|a| a.to_string()).collect(),
-                })
-                .collect(),
+            // Only peers that speak the sync protocol are nodes.
+            peers: self.peers.values().filter(|state| state.status.is_some()).count() as u64,
             mining: self.miner.is_some(),
             signature_cache_hit_ratio: self.signature_cache.stats().hit_ratio(),
             best_known_height: self

@@ -7,7 +7,7 @@ use crate::mempool::Mempool;
 use crate::types::{Address, Block, Network, SignedTransaction, Txid};
 
 use super::{
-    BalanceReply, BlockId, BlockReply, HistoryEntry, HistoryReply, MempoolReply, PeerReply, QueryRequest,
+    BalanceReply, BlockId, BlockReply, HistoryEntry, HistoryReply, MempoolReply, QueryRequest,
     QueryResponse, StatusReply, TxReply, MAX_LIST_LIMIT,
 };
 
@@ -16,7 +16,8 @@ use super::{
 pub struct NetworkInfo {
     pub peer_id: String,
     pub listen_addrs: Vec<String>,
-    pub peers: Vec<PeerReply>,
+    /// Peers that speak the sync protocol.
+    pub peers: u64,
     pub mining: bool,
     pub best_known_height: u64,
     pub signature_cache_hit_ratio: Option<f64>,
@@ -37,7 +38,10 @@ pub fn answer<S: ChainStore>(
         }
         QueryRequest::Block(id) => block(chain, id),
         QueryRequest::Tx(txid) => tx(chain, mempool, txid),
-        QueryRequest::Peers => Ok(QueryResponse::Peers(net.peers.clone())),
+        // The network layer answers these itself: it knows the connections and holds the bans.
+        QueryRequest::Peers | QueryRequest::Node { .. } => {
+            Ok(QueryResponse::Error("answered by the network layer, not here".into()))
+        }
         QueryRequest::Mempool { limit } => Ok(QueryResponse::Mempool(MempoolReply {
             count: mempool.len() as u64,
             txids: mempool.txids((*limit).min(MAX_LIST_LIMIT) as usize).iter().map(Txid::to_string).collect(),
@@ -56,7 +60,7 @@ pub fn status_reply<S: ChainStore>(chain: &Chain<S>, mempool: &Mempool, net: &Ne
         height: chain.height(),
         tip: chain.tip().to_string(),
         work: hex::encode(chain.tip_work().to_be_bytes()),
-        peers: net.peers.len() as u64,
+        peers: net.peers,
         mempool: mempool.len() as u64,
         mining: net.mining,
         best_known_height: net.best_known_height.max(chain.height()),

@@ -34,6 +34,20 @@ pub enum QueryRequest {
     Peers,
     Mempool { limit: u32 },
     Submit(SignedTransaction),
+    /// Changes the node's peers or bans: only with the node's cookie.
+    Node { cookie: String, command: NodeCommand },
+}
+
+/// What `ourcoin-cli node …` asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeCommand {
+    /// A multiaddr to dial now and keep.
+    Connect(String),
+    Disconnect(String),
+    /// A peer id or an IP address, for `duration_s` seconds.
+    Ban { target: String, duration_s: u64 },
+    Unban(String),
+    Bans,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,6 +60,7 @@ pub enum QueryResponse {
     Peers(Vec<PeerReply>),
     Mempool(MempoolReply),
     Submitted(SubmitReply),
+    Node(NodeReply),
     /// The request could not be answered; the text says why, for the user.
     Error(String),
 }
@@ -135,10 +150,42 @@ pub struct TxReply {
     pub confirmations: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerReply {
     pub peer_id: String,
     pub addrs: Vec<String>,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// The agent version it gave through identify (`ourcoind/0.1.0`).
+    pub agent: Option<String>,
+    /// `None` until measured.
+    pub ping_ms: Option<f64>,
+    pub connected_s: u64,
+    /// Our score of it: 0 is neutral, lowered by invalid data; a ban at -500.
+    pub score: f64,
+}
+
+/// The answers to `node …` commands; [`NodeReply::json`] gives SPEC §7's documents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeReply {
+    Connected { peer_id: String },
+    Disconnected { peer_id: String },
+    Banned { banned: String },
+    Unbanned { unbanned: String },
+    Bans(Vec<crate::network::bans::BanEntry>),
+}
+
+impl NodeReply {
+    pub fn json(&self) -> serde_json::Value {
+        match self {
+            NodeReply::Connected { peer_id } | NodeReply::Disconnected { peer_id } => {
+                serde_json::json!({ "peer_id": peer_id })
+            }
+            NodeReply::Banned { banned } => serde_json::json!({ "banned": banned }),
+            NodeReply::Unbanned { unbanned } => serde_json::json!({ "unbanned": unbanned }),
+            NodeReply::Bans(bans) => serde_json::json!(bans),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -728,9 +728,7 @@ pub fn test_peer(who: &str) -> (tokio::runtime::Runtime, ourcoin::network::Clien
         .unwrap_or_else(|e| panic!("a tokio runtime for {who}: {e}"));
     let config = ourcoin::network::event_loop::NetworkConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr")],
-        external_addrs: Vec::new(),
-        query_allowed: Box::new(|_| false),
-        status: None,
+        ..Default::default()
     };
     let key = libp2p::identity::Keypair::generate_ed25519();
     let (client, events, event_loop) = {
