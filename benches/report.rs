@@ -932,10 +932,7 @@ impl BenchPeer {
         use ourcoin::network::{Command as NetCommand, NetworkEvent};
 
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        let config = NetworkConfig {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-            ..Default::default()
-        };
+        let config = NetworkConfig { listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?], ..Default::default() };
         let key = libp2p::identity::Keypair::generate_ed25519();
         let (client, mut events, event_loop) = {
             let _entered = runtime.enter();

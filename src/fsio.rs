@@ -33,4 +33,3 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), File
     file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io_error("write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_error("replace", path))
 }
-

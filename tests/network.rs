@@ -8,19 +8,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    at_common_tip, history_entries, prebuild_chain, stored_chain, text, uint, wait_for, wait_until, NodeOptions,
-    TestNode, TestWallet, COIN, DEFAULT_FEE, MATURITY, SUBSIDY,
+    at_common_tip, forget_peers, history_entries, prebuild_chain, stored_chain, text, uint, wait_for, wait_until,
+    NodeOptions, TestNode, TestWallet, COIN, DEFAULT_FEE, MATURITY, SUBSIDY,
 };
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The `peers.json` of a stopped node, removed so it remembers nobody.
-fn forget_peers(node: &TestNode) {
-    let path = node.datadir().join("peers.json");
-    assert!(path.exists(), "node {} saved its known peers on a clean stop: {}", node.name(), path.display());
-    std::fs::remove_file(&path).expect("remove peers.json");
-}
 
 /// The confirmed entries of a history (pending ones have a null height).
 fn confirmed_entries(history: &Value) -> Vec<Value> {

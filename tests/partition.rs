@@ -7,19 +7,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{at_common_tip, stored_chain, text, uint, wait_for, wait_until, NodeOptions, TestNode, TestWallet, COIN};
+use common::{
+    at_common_tip, forget_peers, stored_chain, text, uint, wait_for, wait_until, NodeOptions, TestNode, TestWallet,
+    COIN,
+};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 /// Blocks each group mines on its own after the split.
 const APART: u64 = 20;
-
-/// Removes the `peers.json` of a stopped node, so it remembers nobody.
-fn forget_peers(node: &TestNode) {
-    let path = node.datadir().join("peers.json");
-    assert!(path.exists(), "node {} saved its known peers on a clean stop: {}", node.name(), path.display());
-    std::fs::remove_file(&path).expect("remove peers.json");
-}
 
 /// Whether `node` is connected to any of `others`.
 fn connected_to_any(node: &TestNode, others: &[&TestNode]) -> bool {

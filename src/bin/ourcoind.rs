@@ -206,7 +206,11 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
             (&mut stopped).await
         }
     };
-    network_task.abort();
+    // With the node gone, the event loop sees its last client drop, saves
+    // the address book and ends; it is not waited for long.
+    if tokio::time::timeout(std::time::Duration::from_secs(3), network_task).await.is_err() {
+        tracing::warn!("the network did not stop within 3 s; the address book may not be saved");
+    }
     Ok(outcome.unwrap_or_else(|_| Stopped::Fatal("the node thread ended without a word".into())))
 }
 

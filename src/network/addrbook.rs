@@ -265,8 +265,8 @@ impl AddressBook {
         let group = Group::of(addr.ip());
         let within = self.hash(&[b"new1", &group.0, &source.0]) % NEW_BUCKETS_PER_SOURCE_GROUP;
         let bucket = (self.hash(&[b"new2", &source.0, &within.to_le_bytes()]) % NEW_BUCKETS as u64) as usize;
-        let position =
-            (self.hash(&[b"newpos", &(bucket as u64).to_le_bytes(), &Self::addr_bytes(addr)]) % BUCKET_SIZE as u64) as usize;
+        let position = (self.hash(&[b"newpos", &(bucket as u64).to_le_bytes(), &Self::addr_bytes(addr)])
+            % BUCKET_SIZE as u64) as usize;
         bucket * BUCKET_SIZE + position
     }
 
@@ -394,9 +394,7 @@ impl AddressBook {
             table
                 .chunks(BUCKET_SIZE)
                 .enumerate()
-                .filter(|(_, bucket)| {
-                    bucket.iter().flatten().any(|a| self.entries.get(a).is_some_and(|e| !skip(a, e)))
-                })
+                .filter(|(_, bucket)| bucket.iter().flatten().any(|a| self.entries.get(a).is_some_and(|e| !skip(a, e))))
                 .map(|(i, _)| i)
                 .collect()
         };
@@ -408,8 +406,7 @@ impl AddressBook {
         let mut factor = 1.0f64;
         for _ in 0..500 {
             let use_tried = !tried_buckets.is_empty() && (new_buckets.is_empty() || rng.gen_bool(0.5));
-            let (table, buckets) =
-                if use_tried { (&self.tried, &tried_buckets) } else { (&self.new, &new_buckets) };
+            let (table, buckets) = if use_tried { (&self.tried, &tried_buckets) } else { (&self.new, &new_buckets) };
             let bucket = buckets[rng.gen_range(0..buckets.len())];
             let usable: Vec<(SocketAddr, &Entry)> = table[bucket * BUCKET_SIZE..(bucket + 1) * BUCKET_SIZE]
                 .iter()

@@ -579,11 +579,7 @@ impl EventLoop {
                     // Whoever asks for sync is a node of ours.
                     let actions = self.peer_set.promote(connection_id, Instant::now());
                     self.apply(actions);
-                    if self
-                        .peer_set
-                        .connection(connection_id)
-                        .is_none_or(|c| c.kind == peer_set::Kind::Closing)
-                    {
+                    if self.peer_set.connection(connection_id).is_none_or(|c| c.kind == peer_set::Kind::Closing) {
                         return;
                     }
                     let now = Instant::now();

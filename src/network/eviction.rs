@@ -150,7 +150,8 @@ mod tests {
 
     #[test]
     fn between_equally_represented_groups_the_one_with_the_youngest_member_loses() {
-        let peers = vec![peer(1, 1, 500), peer(2, 1, 400), peer(3, 1, 300), peer(4, 2, 500), peer(5, 2, 450), peer(6, 2, 10)];
+        let peers =
+            vec![peer(1, 1, 500), peer(2, 1, 400), peer(3, 1, 300), peer(4, 2, 500), peer(5, 2, 450), peer(6, 2, 10)];
         // After protection (one per group, then half by uptime), both groups
         // keep candidates; group 2 has the youngest member.
         assert_eq!(choose(peers), Some(6));

@@ -374,7 +374,8 @@ impl EventLoop {
             }
         }
         let outbound = self.peer_set.peer_count(Direction::Outbound);
-        let mut wanted = target.saturating_sub(outbound + dialing.len()).min(MAX_OUTBOUND_DIALS.saturating_sub(dialing.len()));
+        let mut wanted =
+            target.saturating_sub(outbound + dialing.len()).min(MAX_OUTBOUND_DIALS.saturating_sub(dialing.len()));
         let now_unix = unix_now();
         let me = *self.swarm.local_peer_id();
         while wanted > 0 {
@@ -471,16 +472,20 @@ impl EventLoop {
         command: NodeCommand,
         channel: libp2p::request_response::ResponseChannel<QueryResponse>,
     ) -> Option<(libp2p::request_response::ResponseChannel<QueryResponse>, QueryResponse)> {
-        let authorised = self.cookie.as_deref().is_some_and(|ours| constant_time_eq(ours.as_bytes(), cookie.as_bytes()));
+        let authorised =
+            self.cookie.as_deref().is_some_and(|ours| constant_time_eq(ours.as_bytes(), cookie.as_bytes()));
         if !authorised {
-            let refusal = "node commands need the node's cookie (see --cookie; it is <datadir>/.cookie on the node's machine)";
+            let refusal =
+                "node commands need the node's cookie (see --cookie; it is <datadir>/.cookie on the node's machine)";
             return Some((channel, QueryResponse::Error(refusal.into())));
         }
         let reply = match command {
             NodeCommand::Connect(addr) => {
                 let addr: Multiaddr = match addr.parse() {
                     Ok(addr) => addr,
-                    Err(e) => return Some((channel, QueryResponse::Error(format!("{addr:?} is not a multiaddr: {e}")))),
+                    Err(e) => {
+                        return Some((channel, QueryResponse::Error(format!("{addr:?} is not a multiaddr: {e}"))))
+                    }
                 };
                 let i = self.add_fixed(addr.clone(), FixedKind::Manual);
                 if let Some(peer) = self.fixed[i].peer.filter(|p| self.peer_set.is_connected(p)) {

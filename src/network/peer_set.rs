@@ -92,11 +92,21 @@ pub struct PeerInfo {
 /// What the event loop must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Close { connection: ConnectionId, peer: PeerId, why: &'static str },
+    Close {
+        connection: ConnectionId,
+        peer: PeerId,
+        why: &'static str,
+    },
     /// The peer's first connection as a peer: the node hears of it.
-    PeerUp { peer: PeerId, addr: Multiaddr, direction: Direction },
+    PeerUp {
+        peer: PeerId,
+        addr: Multiaddr,
+        direction: Direction,
+    },
     /// Its last one closed.
-    PeerDown { peer: PeerId },
+    PeerDown {
+        peer: PeerId,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -209,7 +219,8 @@ impl PeerSet {
         };
         let ip = ip_of(&addr);
         let was_peer = self.is_peer(&peer);
-        let connection = Connection { peer, direction, addr: addr.clone(), ip, kind, since: now, last_active: now, manual };
+        let connection =
+            Connection { peer, direction, addr: addr.clone(), ip, kind, since: now, last_active: now, manual };
         self.connections.insert(id, connection);
         self.info.entry(peer).or_default();
         let mut actions = Vec::new();

@@ -150,7 +150,7 @@ impl Node {
     pub fn new(
         mut chain: Chain<SledStore>,
         client: Client,
-            files: DataFiles,
+        files: DataFiles,
         mining: Option<(usize, Address)>,
         status_board: StatusBoard,
     ) -> Node {

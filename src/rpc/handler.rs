@@ -7,8 +7,8 @@ use crate::mempool::Mempool;
 use crate::types::{Address, Block, Network, SignedTransaction, Txid};
 
 use super::{
-    BalanceReply, BlockId, BlockReply, HistoryEntry, HistoryReply, MempoolReply, QueryRequest,
-    QueryResponse, StatusReply, TxReply, MAX_LIST_LIMIT,
+    BalanceReply, BlockId, BlockReply, HistoryEntry, HistoryReply, MempoolReply, QueryRequest, QueryResponse,
+    StatusReply, TxReply, MAX_LIST_LIMIT,
 };
 
 /// What the network layer contributes to the answers.

@@ -27,15 +27,25 @@ pub enum BlockId {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueryRequest {
     Status,
-    Balance { address: Address },
-    History { address: Address, limit: u32 },
+    Balance {
+        address: Address,
+    },
+    History {
+        address: Address,
+        limit: u32,
+    },
     Block(BlockId),
     Tx(Txid),
     Peers,
-    Mempool { limit: u32 },
+    Mempool {
+        limit: u32,
+    },
     Submit(SignedTransaction),
     /// Changes the node's peers or bans: only with the node's cookie.
-    Node { cookie: String, command: NodeCommand },
+    Node {
+        cookie: String,
+        command: NodeCommand,
+    },
 }
 
 /// What `ourcoin-cli node …` asks for.
@@ -45,7 +55,10 @@ pub enum NodeCommand {
     Connect(String),
     Disconnect(String),
     /// A peer id or an IP address, for `duration_s` seconds.
-    Ban { target: String, duration_s: u64 },
+    Ban {
+        target: String,
+        duration_s: u64,
+    },
     Unban(String),
     Bans,
 }

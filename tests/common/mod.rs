@@ -717,6 +717,13 @@ impl TestNode {
     }
 }
 
+/// Removes the address book of a stopped node, so it remembers nobody.
+pub fn forget_peers(node: &TestNode) {
+    let path = node.datadir().join("addrbook.dat");
+    assert!(path.exists(), "node {} saved its address book on a clean stop: {}", node.name(), path.display());
+    std::fs::remove_file(&path).expect("remove addrbook.dat");
+}
+
 /// A peer on the node's own libp2p stack, listening on 127.0.0.1, for tests
 /// that play a peer by hand: its runtime (with the event loop running on it),
 /// its client and its events.

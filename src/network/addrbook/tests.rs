@@ -46,7 +46,18 @@ fn reach_tells_public_private_loopback_link_local_and_nowhere_apart() {
     assert_eq!(reach("::1"), Reach::Loopback);
     assert_eq!(reach("169.254.1.1"), Reach::LinkLocal);
     assert_eq!(reach("fe80::1"), Reach::LinkLocal);
-    for nowhere in ["0.0.0.0", "0.1.2.3", "224.0.0.1", "255.255.255.255", "192.0.2.1", "198.18.0.1", "240.0.0.1", "::", "ff02::1", "2001:db8::1"] {
+    for nowhere in [
+        "0.0.0.0",
+        "0.1.2.3",
+        "224.0.0.1",
+        "255.255.255.255",
+        "192.0.2.1",
+        "198.18.0.1",
+        "240.0.0.1",
+        "::",
+        "ff02::1",
+        "2001:db8::1",
+    ] {
         assert_eq!(reach(nowhere), Reach::Unroutable, "{nowhere}");
     }
 }
@@ -187,7 +198,15 @@ fn an_edited_file_cannot_put_more_in_the_book_than_the_rules_allow() {
     let mut saved = book.to_saved();
     let liar = source(66, 66);
     for i in 0..1_000u32 {
-        let entry = Entry { peer: PeerId::random(), source: liar, tried: false, last_seen: 1, last_try: 0, last_success: 0, failures: 0 };
+        let entry = Entry {
+            peer: PeerId::random(),
+            source: liar,
+            tried: false,
+            last_seen: 1,
+            last_try: 0,
+            last_success: 0,
+            failures: 0,
+        };
         saved.entries.push((v4(20, (i >> 8) as u8, i as u8, 1), entry));
     }
     let loaded = AddressBook::from_saved(saved).unwrap();
