@@ -359,8 +359,11 @@ async fn serve(
                     }
                 }
             }
-            NetworkEvent::SyncRequest { request, channel, .. } => {
-                observed.lock().expect("observed").asked.push(request.clone());
+            NetworkEvent::SyncRequest { peer, request, channel } => {
+                // Other nodes may find us through N; only N's requests are N's.
+                if peer == target {
+                    observed.lock().expect("observed").asked.push(request.clone());
+                }
                 let response = answers.lock().expect("answers").answer(request);
                 command(Command::RespondSync { channel, response });
             }

@@ -42,6 +42,8 @@ pub enum BehaviourError {
 
 /// Connections at most per peer.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Inbound handshakes under way at once; the gate allows a few per address.
+pub const MAX_PENDING_HANDSHAKES: u32 = 256;
 /// Connections Kademlia's lookups may hold open besides the peers.
 pub const MAX_LOOKUP_CONNECTIONS: usize = 32;
 
@@ -172,7 +174,7 @@ impl Behaviour {
         let hard_cap = peer_limits.max_connections + PENDING_MAX + QUERY_RESERVE + MAX_LOOKUP_CONNECTIONS;
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(u32::try_from(hard_cap).unwrap_or(u32::MAX)))
-            .with_max_pending_incoming(Some(PENDING_MAX as u32))
+            .with_max_pending_incoming(Some(MAX_PENDING_HANDSHAKES))
             .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
         Ok(Behaviour {
             gate: Gate::default(),

@@ -1,9 +1,10 @@
 //! The door of the swarm: connections from banned addresses are refused
-//! before their handshake costs us anything, and banned peer ids are refused
+//! before their handshake costs us anything, one address may hold only a few
+//! handshakes open at once (loopback apart), and banned peer ids are refused
 //! once they show them. The event loop keeps the lists current from
 //! [`super::bans::Bans`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::fmt;
 use std::net::IpAddr;
@@ -17,12 +18,18 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
-use super::addrbook::{canonical, endpoint_of};
+use super::addrbook::{canonical, endpoint_of, Reach};
+
+/// Inbound handshakes one non-loopback address may have under way.
+pub const MAX_HANDSHAKES_PER_IP: usize = 8;
 
 #[derive(Default)]
 pub struct Gate {
     ips: HashSet<IpAddr>,
     peers: HashSet<PeerId>,
+    /// Inbound handshakes under way, and their count per address.
+    handshaking: HashMap<ConnectionId, IpAddr>,
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 #[derive(Debug)]
@@ -36,6 +43,43 @@ impl fmt::Display for Banned {
 
 impl std::error::Error for Banned {}
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(ip: &str) -> Multiaddr {
+        format!("/ip4/{ip}/tcp/40000").parse().unwrap()
+    }
+
+    #[test]
+    fn banned_addresses_are_refused_and_one_address_holds_few_handshakes() {
+        let mut gate = Gate::default();
+        let local = remote("0.0.0.0");
+        gate.set(HashSet::new(), HashSet::from(["9.9.9.9".parse().unwrap()]));
+        assert!(gate
+            .handle_pending_inbound_connection(ConnectionId::new_unchecked(1), &local, &remote("9.9.9.9"))
+            .is_err());
+        for i in 0..MAX_HANDSHAKES_PER_IP {
+            let id = ConnectionId::new_unchecked(10 + i);
+            assert!(gate.handle_pending_inbound_connection(id, &local, &remote("8.8.8.8")).is_ok());
+        }
+        let extra = ConnectionId::new_unchecked(100);
+        assert!(gate.handle_pending_inbound_connection(extra, &local, &remote("8.8.8.8")).is_err());
+        // Loopback is the owner's machine: not limited here.
+        for i in 0..50 {
+            let id = ConnectionId::new_unchecked(200 + i);
+            assert!(gate.handle_pending_inbound_connection(id, &local, &remote("127.0.0.1")).is_ok());
+        }
+        // A finished handshake frees its place.
+        gate.handshake_done(ConnectionId::new_unchecked(10));
+        assert!(gate.handle_pending_inbound_connection(extra, &local, &remote("8.8.8.8")).is_ok());
+        let peer = PeerId::random();
+        gate.set(HashSet::from([peer]), HashSet::new());
+        assert!(gate.check_peer(&peer).is_err());
+        assert!(gate.check_peer(&PeerId::random()).is_ok());
+    }
+}
+
 impl Gate {
     pub fn set(&mut self, peers: HashSet<PeerId>, ips: HashSet<IpAddr>) {
         self.peers = peers;
@@ -47,6 +91,17 @@ impl Gate {
             return Err(ConnectionDenied::new(Banned(peer.to_string())));
         }
         Ok(())
+    }
+
+    fn handshake_done(&mut self, id: ConnectionId) {
+        if let Some(ip) = self.handshaking.remove(&id) {
+            if let Some(count) = self.per_ip.get_mut(&ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.per_ip.remove(&ip);
+                }
+            }
+        }
     }
 
     fn check_addr(&self, addr: &Multiaddr) -> Result<(), ConnectionDenied> {
@@ -65,20 +120,33 @@ impl NetworkBehaviour for Gate {
 
     fn handle_pending_inbound_connection(
         &mut self,
-        _: ConnectionId,
+        id: ConnectionId,
         _: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        self.check_addr(remote)
+        self.check_addr(remote)?;
+        if let Some((endpoint, _)) = endpoint_of(remote) {
+            let ip = canonical(endpoint.ip());
+            if Reach::of(ip) != Reach::Loopback {
+                let count = self.per_ip.entry(ip).or_default();
+                if *count >= MAX_HANDSHAKES_PER_IP {
+                    return Err(ConnectionDenied::new(Banned(format!("{ip} (too many handshakes at once)"))));
+                }
+                *count += 1;
+                self.handshaking.insert(id, ip);
+            }
+        }
+        Ok(())
     }
 
     fn handle_established_inbound_connection(
         &mut self,
-        _: ConnectionId,
+        id: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.handshake_done(id);
         self.check_peer(&peer)?;
         self.check_addr(remote)?;
         Ok(dummy::ConnectionHandler)
@@ -110,7 +178,13 @@ impl NetworkBehaviour for Gate {
         Ok(dummy::ConnectionHandler)
     }
 
-    fn on_swarm_event(&mut self, _: FromSwarm) {}
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match event {
+            FromSwarm::ListenFailure(failure) => self.handshake_done(failure.connection_id),
+            FromSwarm::ConnectionEstablished(established) => self.handshake_done(established.connection_id),
+            _ => {}
+        }
+    }
 
     fn on_connection_handler_event(&mut self, _: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
         match event {}

@@ -381,8 +381,10 @@ impl EventLoop {
         while wanted > 0 {
             let pick = {
                 let (peer_set, bans) = (&self.peer_set, &self.bans);
+                let reach = &self.reach;
                 self.book.select(&mut self.rng, now_unix, |addr, entry| {
                     entry.peer == me
+                        || !reach.contains(&Reach::of(addr.ip()))
                         || dialing.contains(addr)
                         || peer_set.is_connected(&entry.peer)
                         || bans.is_banned(&BanTarget::Peer(entry.peer), now_unix)

@@ -65,6 +65,9 @@ impl fmt::Display for Seconds {
     }
 }
 
+/// How long to wait before dialling again after a refused handshake.
+const HANDSHAKE_RETRY: Duration = Duration::from_millis(200);
+
 /// A connection to one node, ready for queries.
 pub struct QueryClient {
     swarm: Swarm<QueryBehaviour>,
@@ -79,19 +82,35 @@ impl QueryClient {
     /// `timeout`.
     pub async fn connect(node: &Multiaddr, timeout: Duration) -> Result<QueryClient, ClientError> {
         let mut swarm = build_swarm(timeout)?;
+        // A node in a flood of connections may refuse a handshake while its
+        // pool of unidentified connections is full: that is tried again
+        // until the deadline, and reported only if it never succeeds.
+        let mut refused: Option<ClientError> = None;
         let establish = async {
-            swarm.dial(node.clone()).map_err(|e| dial_error(node, e))?;
             loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::ConnectionEstablished { peer_id, .. } => return Ok(peer_id),
-                    SwarmEvent::OutgoingConnectionError { error, .. } => return Err(dial_error(node, error)),
-                    _ => {}
+                swarm.dial(node.clone()).map_err(|e| dial_error(node, e))?;
+                let outcome = loop {
+                    match swarm.select_next_some().await {
+                        SwarmEvent::ConnectionEstablished { peer_id, .. } => break Ok(peer_id),
+                        SwarmEvent::OutgoingConnectionError { error, .. } => break Err(dial_error(node, error)),
+                        _ => {}
+                    }
+                };
+                match outcome {
+                    Err(error @ ClientError::Handshake { .. }) => {
+                        refused = Some(error);
+                        tokio::time::sleep(HANDSHAKE_RETRY).await;
+                    }
+                    other => return other,
                 }
             }
         };
         let peer = match tokio::time::timeout(timeout, establish).await {
             Ok(result) => result?,
             Err(_) => {
+                if let Some(error) = refused {
+                    return Err(error);
+                }
                 let reason = format!("no answer within {}", Seconds(timeout));
                 return Err(ClientError::Unreachable { node: node.clone(), reason });
             }
