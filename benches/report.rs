@@ -961,6 +961,10 @@ impl BenchPeer {
                     NetworkEvent::Listening(addr) => {
                         let _ = listening_tx.send(format!("{addr}/p2p/{peer_id}"));
                     }
+                    // As a node does: a peer is one that asks for sync.
+                    NetworkEvent::PeerConnected { peer, .. } => {
+                        let _ = answering.request_sync(peer, SyncRequest::Status(status));
+                    }
                     NetworkEvent::SyncRequest { request, channel, .. } => {
                         let response = match request {
                             SyncRequest::Status(_) => SyncResponse::Status(status),

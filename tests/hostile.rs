@@ -339,6 +339,9 @@ async fn serve(
         match event {
             NetworkEvent::PeerConnected { peer, .. } if peer != target => command(Command::Disconnect(peer)),
             NetworkEvent::PeerConnected { peer, .. } => {
+                // As a node does: a peer is one that asks for sync.
+                let status = answers.lock().expect("answers").status;
+                let _ = client.request_sync(peer, SyncRequest::Status(status));
                 let mut observed = observed.lock().expect("observed");
                 observed.connected.insert(peer);
                 observed.connections.push((Instant::now(), peer, true));

@@ -39,8 +39,24 @@ impl Flood {
             let (client, mut events, event_loop) =
                 ourcoin::network::event_loop::new(key, ourcoin::testkit::regtest(), config).expect("a flood peer");
             runtime.spawn(event_loop.run());
-            // Nothing is answered: requests are dropped with their channels.
-            runtime.spawn(async move { while events.recv().await.is_some() {} });
+            // Each asks for sync as a node does (so N takes it for a peer);
+            // nothing is answered: requests are dropped with their channels.
+            let hello = client.clone();
+            runtime.spawn(async move {
+                let genesis = ourcoin::testkit::regtest().genesis_hash;
+                let status = ourcoin::network::protocol::ChainStatus {
+                    version: ourcoin::network::protocol::SYNC_VERSION,
+                    genesis,
+                    tip: genesis,
+                    height: 0,
+                    work: [0; 32],
+                };
+                while let Some(event) = events.recv().await {
+                    if let ourcoin::network::NetworkEvent::PeerConnected { peer, .. } = event {
+                        let _ = hello.request_sync(peer, ourcoin::network::protocol::SyncRequest::Status(status));
+                    }
+                }
+            });
             assert!(client.send(ourcoin::network::Command::Dial(target.clone())));
             clients.push(client);
         }
@@ -129,19 +145,26 @@ fn twenty_nodes_keep_their_outbound_target_within_the_cap_and_converge() {
     };
     let mut nodes = vec![TestNode::started("n0", limits(NodeOptions::new().mining(&wallet.address)))];
     // Each node knows one earlier node only (a fixed pseudo-random choice).
+    let mut draw: u64 = 12345;
     for i in 1..NODES {
-        let earlier = (i * 7 + 3) % i;
+        draw = draw.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let earlier = ((draw >> 33) % i as u64) as usize;
         let options = limits(NodeOptions::new().bootstrap(nodes[earlier].multiaddr()));
         nodes.push(TestNode::started(&format!("n{i}"), options));
     }
     wait_until("every node keeps its outbound target and none passes the cap", Duration::from_secs(150), || {
-        nodes.iter().all(|node| {
+        let mut summary = Vec::new();
+        let mut all = true;
+        for node in &nodes {
             let Ok(peers) = node.try_json(&["peers"]) else { return false };
             let peers = peers.as_array().cloned().unwrap_or_default();
             let outbound = peers.iter().filter(|p| p["direction"] == "outbound").count();
             assert!(peers.len() <= MAX, "node {} has {} peers, over its cap of {MAX}", node.name(), peers.len());
-            outbound >= OUTBOUND.min(NODES - 1) && outbound <= OUTBOUND
-        })
+            summary.push(format!("{}: {outbound} out, {} in", node.name(), peers.len() - outbound));
+            all &= outbound == OUTBOUND;
+        }
+        common::observe(summary.join("; "));
+        all
     });
     wait_until("the network converges on one tip", DEADLINE, || {
         let tips: Vec<Option<String>> =

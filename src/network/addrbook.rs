@@ -260,9 +260,21 @@ impl AddressBook {
         bytes
     }
 
+    /// The group an address is bucketed by: its network group, except on
+    /// loopback, where every node of the machine shares one address and
+    /// each port is a node of its own.
+    fn bucket_group(addr: &SocketAddr) -> Group {
+        let group = Group::of(addr.ip());
+        if group.is_loopback() {
+            let [hi, lo] = addr.port().to_be_bytes();
+            return Group([3, hi, lo, 0, 0]);
+        }
+        group
+    }
+
     /// The slot of a new address told by `source`.
     fn new_slot(&self, addr: &SocketAddr, source: Group) -> usize {
-        let group = Group::of(addr.ip());
+        let group = Self::bucket_group(addr);
         let within = self.hash(&[b"new1", &group.0, &source.0]) % NEW_BUCKETS_PER_SOURCE_GROUP;
         let bucket = (self.hash(&[b"new2", &source.0, &within.to_le_bytes()]) % NEW_BUCKETS as u64) as usize;
         let position = (self.hash(&[b"newpos", &(bucket as u64).to_le_bytes(), &Self::addr_bytes(addr)])
@@ -271,7 +283,7 @@ impl AddressBook {
     }
 
     fn tried_slot(&self, addr: &SocketAddr) -> usize {
-        let group = Group::of(addr.ip());
+        let group = Self::bucket_group(addr);
         let within = self.hash(&[b"tried1", &Self::addr_bytes(addr)]) % TRIED_BUCKETS_PER_GROUP;
         let bucket = (self.hash(&[b"tried2", &group.0, &within.to_le_bytes()]) % TRIED_BUCKETS as u64) as usize;
         let position = (self.hash(&[b"triedpos", &(bucket as u64).to_le_bytes(), &Self::addr_bytes(addr)])

@@ -267,8 +267,9 @@ impl EventLoop {
             self.swarm.close_connection(id);
             return;
         }
-        let actions = self.peer_set.promote(id, Instant::now());
-        self.apply(actions);
+        // Not promoted for this: Kademlia's lookups identify too. A node
+        // becomes a peer by asking for sync, as every node asks its outbound
+        // peers for their status at once.
         let source = self.peer_set.connection(id).and_then(|c| c.ip).map(Group::of);
         let mut kept = Vec::new();
         for addr in info.listen_addrs.iter().take(MAX_ADDRS_PER_IDENTIFY) {
@@ -291,7 +292,8 @@ impl EventLoop {
         self.dials.retain(|_, dial| now.saturating_duration_since(dial.started) < Duration::from_secs(60));
         let peers = self.peer_set.peer_count(Direction::Outbound) + self.peer_set.peer_count(Direction::Inbound);
         let target = self.peer_set.limits().outbound_target;
-        self.dial_fixed(now, peers < target);
+        let outbound = self.peer_set.peer_count(Direction::Outbound) + self.dials.len();
+        self.dial_fixed(now, peers < target && outbound < target);
         if !self.connect_only {
             self.fill_outbound();
             let short = self.peer_set.peer_count(Direction::Outbound) < target;

@@ -5,8 +5,10 @@
 //! - **Transient**, outbound: Kademlia dialled it for a lookup; it is closed
 //!   soon and never counts as a peer;
 //! - **Pending**, inbound: nobody knows yet. It becomes a *peer* once it
-//!   identifies as a node of our network or asks for sync, or a *query
-//!   client* once it asks a query from an address `--query-allow` admits.
+//!   asks for sync (a node asks each new outbound peer for its status at
+//!   once; a lookup never does, so lookups never take a peer's slot), or a
+//!   *query client* once it asks a query from an address `--query-allow`
+//!   admits. One that identifies with another network is closed.
 //!   A pending connection that does neither within a few seconds is closed,
 //!   and pending connections have a small pool of their own.
 //!
@@ -36,7 +38,7 @@ pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
 pub const QUERY_RESERVE: usize = 8;
 pub const QUERY_IDLE: Duration = Duration::from_secs(30);
 /// How long a connection Kademlia opened for a lookup is kept.
-pub const TRANSIENT_LIFETIME: Duration = Duration::from_secs(20);
+pub const TRANSIENT_LIFETIME: Duration = Duration::from_secs(10);
 /// Inbound peers from one non-loopback address (Zebra's default is one).
 pub const MAX_INBOUND_PER_IP: usize = 1;
 
@@ -263,7 +265,7 @@ impl PeerSet {
         actions
     }
 
-    /// The connection showed it is a node of our network (identify, or a sync request).
+    /// The connection asked for sync: a node of ours wants it as a peer.
     pub fn promote(&mut self, id: ConnectionId, now: Instant) -> Vec<Action> {
         let Some(connection) = self.connections.get(&id) else { return Vec::new() };
         if connection.kind != Kind::Pending {

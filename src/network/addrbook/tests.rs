@@ -212,3 +212,13 @@ fn an_edited_file_cannot_put_more_in_the_book_than_the_rules_allow() {
     let loaded = AddressBook::from_saved(saved).unwrap();
     assert!(loaded.len() <= MAX_NEW_PER_SOURCE);
 }
+
+#[test]
+fn nodes_of_one_machine_on_loopback_are_bucketed_apart() {
+    let mut book = AddressBook::new([2; 32]);
+    let local = Group::of("127.0.0.1".parse().unwrap());
+    let added = (0..40u16)
+        .filter(|i| book.add(SocketAddr::from(([127, 0, 0, 1], 30_000 + i)), PeerId::random(), local, 1))
+        .count();
+    assert!(added >= 35, "only {added} of 40 local nodes kept");
+}
