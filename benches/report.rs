@@ -963,7 +963,7 @@ impl BenchPeer {
                     }
                     // As a node does: a peer is one that asks for sync.
                     NetworkEvent::PeerConnected { peer, .. } => {
-                        let _ = answering.request_sync(peer, SyncRequest::Status(status));
+                        drop(answering.request_sync(peer, SyncRequest::Status(status)));
                     }
                     NetworkEvent::SyncRequest { request, channel, .. } => {
                         let response = match request {

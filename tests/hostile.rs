@@ -341,7 +341,7 @@ async fn serve(
             NetworkEvent::PeerConnected { peer, .. } => {
                 // As a node does: a peer is one that asks for sync.
                 let status = answers.lock().expect("answers").status;
-                let _ = client.request_sync(peer, SyncRequest::Status(status));
+                drop(client.request_sync(peer, SyncRequest::Status(status)));
                 let mut observed = observed.lock().expect("observed");
                 observed.connected.insert(peer);
                 observed.connections.push((Instant::now(), peer, true));

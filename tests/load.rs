@@ -50,7 +50,7 @@ impl Publisher {
                 match event {
                     NetworkEvent::PeerConnected { peer, .. } if peer == n => {
                         // As a node does: a peer is one that asks for sync.
-                        let _ = answering.request_sync(peer, SyncRequest::Status(status));
+                        drop(answering.request_sync(peer, SyncRequest::Status(status)));
                         seen.lock().expect("connections").push((Instant::now(), true));
                     }
                     NetworkEvent::PeerDisconnected { peer } if peer == n => {

@@ -53,7 +53,7 @@ impl Flood {
                 };
                 while let Some(event) = events.recv().await {
                     if let ourcoin::network::NetworkEvent::PeerConnected { peer, .. } = event {
-                        let _ = hello.request_sync(peer, ourcoin::network::protocol::SyncRequest::Status(status));
+                        drop(hello.request_sync(peer, ourcoin::network::protocol::SyncRequest::Status(status)));
                     }
                 }
             });

@@ -426,7 +426,7 @@ async fn node_command(settings: &Settings, command: Command) -> Result<String> {
             let reply = expect_reply!(ask(&node, QueryRequest::Mempool { limit }).await?, Mempool, "mempool");
             settings.output(&reply, show_mempool)
         }
-        Command::Node(command) => control_node(&settings, command).await,
+        Command::Node(command) => control_node(settings, command).await,
     }
 }
 

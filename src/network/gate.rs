@@ -43,43 +43,6 @@ impl fmt::Display for Banned {
 
 impl std::error::Error for Banned {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn remote(ip: &str) -> Multiaddr {
-        format!("/ip4/{ip}/tcp/40000").parse().unwrap()
-    }
-
-    #[test]
-    fn banned_addresses_are_refused_and_one_address_holds_few_handshakes() {
-        let mut gate = Gate::default();
-        let local = remote("0.0.0.0");
-        gate.set(HashSet::new(), HashSet::from(["9.9.9.9".parse().unwrap()]));
-        assert!(gate
-            .handle_pending_inbound_connection(ConnectionId::new_unchecked(1), &local, &remote("9.9.9.9"))
-            .is_err());
-        for i in 0..MAX_HANDSHAKES_PER_IP {
-            let id = ConnectionId::new_unchecked(10 + i);
-            assert!(gate.handle_pending_inbound_connection(id, &local, &remote("8.8.8.8")).is_ok());
-        }
-        let extra = ConnectionId::new_unchecked(100);
-        assert!(gate.handle_pending_inbound_connection(extra, &local, &remote("8.8.8.8")).is_err());
-        // Loopback is the owner's machine: not limited here.
-        for i in 0..50 {
-            let id = ConnectionId::new_unchecked(200 + i);
-            assert!(gate.handle_pending_inbound_connection(id, &local, &remote("127.0.0.1")).is_ok());
-        }
-        // A finished handshake frees its place.
-        gate.handshake_done(ConnectionId::new_unchecked(10));
-        assert!(gate.handle_pending_inbound_connection(extra, &local, &remote("8.8.8.8")).is_ok());
-        let peer = PeerId::random();
-        gate.set(HashSet::from([peer]), HashSet::new());
-        assert!(gate.check_peer(&peer).is_err());
-        assert!(gate.check_peer(&PeerId::random()).is_ok());
-    }
-}
-
 impl Gate {
     pub fn set(&mut self, peers: HashSet<PeerId>, ips: HashSet<IpAddr>) {
         self.peers = peers;
@@ -192,5 +155,42 @@ impl NetworkBehaviour for Gate {
 
     fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(ip: &str) -> Multiaddr {
+        format!("/ip4/{ip}/tcp/40000").parse().unwrap()
+    }
+
+    #[test]
+    fn banned_addresses_are_refused_and_one_address_holds_few_handshakes() {
+        let mut gate = Gate::default();
+        let local = remote("0.0.0.0");
+        gate.set(HashSet::new(), HashSet::from(["9.9.9.9".parse().unwrap()]));
+        assert!(gate
+            .handle_pending_inbound_connection(ConnectionId::new_unchecked(1), &local, &remote("9.9.9.9"))
+            .is_err());
+        for i in 0..MAX_HANDSHAKES_PER_IP {
+            let id = ConnectionId::new_unchecked(10 + i);
+            assert!(gate.handle_pending_inbound_connection(id, &local, &remote("8.8.8.8")).is_ok());
+        }
+        let extra = ConnectionId::new_unchecked(100);
+        assert!(gate.handle_pending_inbound_connection(extra, &local, &remote("8.8.8.8")).is_err());
+        // Loopback is the owner's machine: not limited here.
+        for i in 0..50 {
+            let id = ConnectionId::new_unchecked(200 + i);
+            assert!(gate.handle_pending_inbound_connection(id, &local, &remote("127.0.0.1")).is_ok());
+        }
+        // A finished handshake frees its place.
+        gate.handshake_done(ConnectionId::new_unchecked(10));
+        assert!(gate.handle_pending_inbound_connection(extra, &local, &remote("8.8.8.8")).is_ok());
+        let peer = PeerId::random();
+        gate.set(HashSet::from([peer]), HashSet::new());
+        assert!(gate.check_peer(&peer).is_err());
+        assert!(gate.check_peer(&PeerId::random()).is_ok());
     }
 }

@@ -17,7 +17,7 @@ use libp2p::{identify, Multiaddr, PeerId};
 use super::addrbook::{endpoint_of, multiaddr_of, AddressBook, Group, Reach};
 use super::bans::{BanTarget, Bans};
 use super::event_loop::{EventLoop, NetworkEvent};
-use super::peer_set::{Action, Direction};
+use super::peer_set::{Action, Direction, Opened};
 use crate::rpc::{NodeCommand, NodeReply, PeerReply, QueryResponse};
 
 /// A dial of ours in flight.
@@ -227,7 +227,8 @@ impl EventLoop {
                 self.swarm.behaviour_mut().kad.add_address(&peer, full);
             }
         }
-        let actions = self.peer_set.established(id, peer, direction, addr, dial.is_some(), manual, now);
+        let opened = Opened { peer, direction, addr, intended: dial.is_some(), manual };
+        let actions = self.peer_set.established(id, opened, now);
         self.apply(actions);
     }
 

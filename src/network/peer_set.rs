@@ -91,6 +91,19 @@ pub struct PeerInfo {
     pub listen_addrs: Vec<Multiaddr>,
 }
 
+/// A connection just established, as the event loop saw it.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    pub peer: PeerId,
+    pub direction: Direction,
+    /// Its remote address.
+    pub addr: Multiaddr,
+    /// We dialled it for a peer slot, or the operator asked for it.
+    pub intended: bool,
+    /// The operator asked for it: never evicted.
+    pub manual: bool,
+}
+
 /// What the event loop must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -202,18 +215,9 @@ impl PeerSet {
         self.connections.iter().filter(|(_, c)| c.ip == Some(ip)).map(|(id, c)| (*id, c.peer)).collect()
     }
 
-    /// A connection is up. `intended`: we dialled it for a peer slot or the
-    /// operator asked for it; `manual`: the operator did.
-    pub fn established(
-        &mut self,
-        id: ConnectionId,
-        peer: PeerId,
-        direction: Direction,
-        addr: Multiaddr,
-        intended: bool,
-        manual: bool,
-        now: Instant,
-    ) -> Vec<Action> {
+    /// A connection is up.
+    pub fn established(&mut self, id: ConnectionId, opened: Opened, now: Instant) -> Vec<Action> {
+        let Opened { peer, direction, addr, intended, manual } = opened;
         let kind = match direction {
             Direction::Outbound if intended => Kind::Peer,
             Direction::Outbound => Kind::Transient,

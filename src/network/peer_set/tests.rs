@@ -28,8 +28,17 @@ impl Harness {
         let id = ConnectionId::new_unchecked(self.next);
         let peer = PeerId::random();
         let now = self.at(secs);
-        let actions =
-            self.set.established(id, peer, Direction::Inbound, addr(ip, 40_000 + self.next as u16), false, false, now);
+        let actions = self.set.established(
+            id,
+            Opened {
+                peer,
+                direction: Direction::Inbound,
+                addr: addr(ip, 40_000 + self.next as u16),
+                intended: false,
+                manual: false,
+            },
+            now,
+        );
         (id, peer, actions)
     }
 
@@ -71,8 +80,17 @@ fn an_unknown_connection_is_closed_after_a_few_seconds_and_a_lookup_after_its_li
     let mut h = Harness::new(limits(10, 2));
     let (pending, _, _) = h.inbound("8.8.8.8", 0);
     let lookup = ConnectionId::new_unchecked(999);
-    let actions =
-        h.set.established(lookup, PeerId::random(), Direction::Outbound, addr("9.9.9.9", 1), false, false, h.at(0));
+    let actions = h.set.established(
+        lookup,
+        Opened {
+            peer: PeerId::random(),
+            direction: Direction::Outbound,
+            addr: addr("9.9.9.9", 1),
+            intended: false,
+            manual: false,
+        },
+        h.at(0),
+    );
     assert!(actions.is_empty(), "a lookup is not a peer");
     assert_eq!(h.set.peer_count(Direction::Outbound), 0);
     assert!(h.set.tick(h.at(PENDING_TIMEOUT.as_secs() - 1)).is_empty());
@@ -89,16 +107,16 @@ fn an_outbound_connection_we_asked_for_is_a_peer_at_once() {
     let mut h = Harness::new(limits(10, 2));
     let peer = PeerId::random();
     let id = ConnectionId::new_unchecked(1);
-    let actions = h.set.established(id, peer, Direction::Outbound, addr("1.2.3.4", 9733), true, false, h.at(0));
+    let actions = h.set.established(
+        id,
+        Opened { peer, direction: Direction::Outbound, addr: addr("1.2.3.4", 9733), intended: true, manual: false },
+        h.at(0),
+    );
     assert!(matches!(actions.as_slice(), [Action::PeerUp { direction: Direction::Outbound, .. }]));
     // A second connection of the same peer is no second peer.
     let again = h.set.established(
         ConnectionId::new_unchecked(2),
-        peer,
-        Direction::Inbound,
-        addr("1.2.3.4", 5),
-        false,
-        false,
+        Opened { peer, direction: Direction::Inbound, addr: addr("1.2.3.4", 5), intended: false, manual: false },
         h.at(0),
     );
     assert!(again.is_empty());
