@@ -317,3 +317,19 @@ fn node_commands_need_the_cookie_and_control_peers_and_bans() {
     let bans = b.json(&["node", "bans", "--cookie", path_str(&cookie)]);
     assert_eq!(bans[0]["target"], "192.0.2.7", "the IP ban survived the restart: {bans}");
 }
+
+#[test]
+fn connect_dials_only_the_given_peers() {
+    let wallet = TestWallet::new();
+    let a = TestNode::started("A", NodeOptions::new().mining(&wallet.address));
+    let b = TestNode::started("B", NodeOptions::new().bootstrap(a.multiaddr()));
+    wait_until("B follows A", DEADLINE, || b.try_height().is_some_and(|h| h >= 2));
+    // C may only talk to A, though A knows B and would tell C of it.
+    let c = TestNode::started("C", NodeOptions::new().arg("--connect").arg(a.multiaddr()));
+    let height = a.height() + 3;
+    wait_until("C follows A", DEADLINE, || c.try_height().is_some_and(|h| h >= height));
+    let peers = peers_of(&c);
+    assert_eq!(peers.keys().collect::<Vec<_>>(), vec![a.peer_id()], "C's only peer is A");
+    assert_eq!(peers[a.peer_id()]["direction"], "outbound");
+    assert!(!peers_of(&b).contains_key(c.peer_id()), "B never heard from C");
+}

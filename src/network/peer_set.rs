@@ -38,7 +38,7 @@ pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
 pub const QUERY_RESERVE: usize = 8;
 pub const QUERY_IDLE: Duration = Duration::from_secs(30);
 /// How long a connection Kademlia opened for a lookup is kept.
-pub const TRANSIENT_LIFETIME: Duration = Duration::from_secs(10);
+pub const TRANSIENT_LIFETIME: Duration = Duration::from_secs(8);
 /// Inbound peers from one non-loopback address (Zebra's default is one).
 pub const MAX_INBOUND_PER_IP: usize = 1;
 
