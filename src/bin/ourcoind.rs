@@ -130,7 +130,16 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
         let path = datadir.join("wallet.json");
         let wallet = match Wallet::load(&path, config.network) {
             Ok(wallet) => wallet,
-            Err(WalletError::NotFound(_)) => Wallet::create(&path, config.network)?,
+            Err(WalletError::NotFound(_)) => {
+                let wallet = Wallet::create(&path, config.network)?;
+                eprintln!(
+                    "Created wallet {} from a new recovery phrase; `ourcoin-cli --network {} --wallet {} wallet mnemonic` shows it.",
+                    path.display(),
+                    config.network,
+                    path.display()
+                );
+                wallet
+            }
             Err(e) => return Err(e.into()),
         };
         config.miner_address = Some(wallet.address());

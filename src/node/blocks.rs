@@ -124,7 +124,8 @@ impl Node {
         let chain = &self.chain;
         let accounts = |a: &Address| chain.account(a).unwrap_or_default();
         // Room for the header, coinbase and signature.
-        let payments = self.mempool.select(&accounts, MAX_BLOCK_BYTES - 4096, 15_000);
+        let payments =
+            self.mempool.select(&accounts, MAX_BLOCK_BYTES - 4096, crate::mempool::estimate::PAYMENTS_PER_BLOCK);
         let tip_time = self.chain.tip_header().time;
         // On regtest, never faster than the block time (a mining policy, SPEC §5).
         let not_before = if self.params.network == crate::types::Network::Regtest {

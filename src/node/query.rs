@@ -64,6 +64,9 @@ impl Node {
                     Err(e) => QueryResponse::Error(format!("transaction refused: {e}")),
                 }
             }
+            QueryRequest::EstimateFee { blocks } => self.estimate_fee(blocks),
+            QueryRequest::ChainInfo => self.chain_info(),
+            QueryRequest::MiningInfo => self.mining_info(),
             other => answer(&self.chain, &self.mempool, &self.network_info(), &other),
         };
         self.command(Command::RespondQuery { channel, response });
