@@ -515,7 +515,8 @@ async fn node_command(settings: &Settings, command: Command) -> Result<String> {
             let request = QueryRequest::History { address, limit };
             let reply = expect_reply!(ask(&node, request).await?, History, "history");
             check_same_network(settings.network, address, &reply.address)?;
-            settings.output(&reply, |h| show_history(h.address.as_str(), std::slice::from_ref(&h.address), &h.transactions))
+            settings
+                .output(&reply, |h| show_history(h.address.as_str(), std::slice::from_ref(&h.address), &h.transactions))
         }
         Command::Submit { hex } => submit(settings, &hex).await,
         Command::Bumpfee { txid, fee } => bumpfee(settings, &txid, fee.as_deref()).await,
