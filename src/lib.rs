@@ -9,6 +9,7 @@ pub mod codec;
 pub mod consensus;
 pub mod crypto;
 pub mod mempool;
+pub mod metrics;
 pub mod miner;
 pub mod network;
 pub mod node;

@@ -62,6 +62,12 @@ struct Args {
     /// A private playground: regtest, mining to a wallet created in the datadir.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     dev: Option<bool>,
+    /// Serve Prometheus metrics at http://IP:PORT/metrics (off by default).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<String>,
+    /// Run COMMAND (through sh -c) at each new best block; %s is its hash.
+    #[arg(long, value_name = "COMMAND", allow_hyphen_values = true)]
+    blocknotify: Option<String>,
 }
 
 impl From<Args> for Flags {
@@ -81,6 +87,8 @@ impl From<Args> for Flags {
             miner_threads: a.miner_threads,
             log: a.log,
             dev: a.dev,
+            metrics: a.metrics,
+            blocknotify: a.blocknotify,
         }
     }
 }
@@ -178,12 +186,29 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
             status: Some(status_board.clone()),
         },
     )?;
+    let metrics = match config.metrics {
+        Some(addr) => {
+            let metrics = std::sync::Arc::new(ourcoin::metrics::Metrics::new());
+            let bound = ourcoin::metrics::serve(addr, metrics.clone())
+                .await
+                .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
+            tracing::info!("serving metrics at http://{bound}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
+    let event_loop = match &metrics {
+        Some(metrics) => event_loop.with_metrics(metrics.clone()),
+        None => event_loop,
+    };
     let network_task = tokio::spawn(event_loop.run());
 
     let data_files = DataFiles { peers: datadir.join("peers.json"), mempool: datadir.join("mempool.dat") };
     let known_peers = files::load_known_peers(&data_files.peers);
     let mining = if config.mine { config.miner_address.map(|a| (config.miner_threads, a)) } else { None };
-    let node = Node::new(chain, client, known_peers, data_files, mining, status_board);
+    let blocknotify = config.blocknotify.clone().map(ourcoin::node::notify::BlockNotify::new);
+    let node =
+        Node::new(chain, client, known_peers, data_files, mining, status_board).with_operator(metrics, blocknotify);
     // The node validates and stores on a thread of its own; this runtime
     // keeps polling the swarm whatever the node is busy with.
     let (stop, stop_rx) = tokio::sync::oneshot::channel();
@@ -258,6 +283,8 @@ mod tests {
             "--miner-threads=2",
             "--log=debug",
             "--dev",
+            "--metrics=127.0.0.1:5",
+            "--blocknotify=echo %s",
         ]);
         assert_eq!(
             parsed,
@@ -276,6 +303,8 @@ mod tests {
                 miner_threads: Some(2),
                 log: Some("debug".into()),
                 dev: Some(true),
+                metrics: Some("127.0.0.1:5".into()),
+                blocknotify: Some("echo %s".into()),
             }
         );
     }

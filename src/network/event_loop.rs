@@ -216,6 +216,8 @@ pub struct EventLoop {
     /// Request budgets per peer and protocol.
     sync_limits: HashMap<PeerId, TokenBucket>,
     query_limits: HashMap<PeerId, TokenBucket>,
+    /// `--metrics`: updated from the swarm's events when set.
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// Requests a peer may make per second on one protocol, and the burst it may save up.
@@ -304,6 +306,7 @@ pub fn new(
         banned: HashMap::new(),
         sync_limits: HashMap::new(),
         query_limits: HashMap::new(),
+        metrics: None,
     };
     let events = NetworkEvents { control: control_rx, work: work_rx };
     Ok((Client { commands: command_tx, peer_id }, events, event_loop))
@@ -326,6 +329,13 @@ fn is_dialable(addr: &Multiaddr) -> bool {
 }
 
 impl EventLoop {
+    /// Records the swarm's events (and gossip bytes, bans) in `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> EventLoop {
+        metrics.set_tx_topic(self.tx_topic.hash());
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Runs until the node drops its client (every sender of commands).
     pub async fn run(mut self) {
         let mut walk = tokio::time::interval(Duration::from_secs(15));
@@ -375,6 +385,9 @@ impl EventLoop {
                     Topic::Transactions => self.tx_topic.clone(),
                     Topic::Blocks => self.block_topic.clone(),
                 };
+                if let Some(m) = &self.metrics {
+                    m.record_gossip(m.topic_kind(&topic.hash()), "outbound", data.len());
+                }
                 match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
                     // Nobody to tell yet, or already told: neither is a failure here.
                     Ok(_) | Err(PublishError::Duplicate) | Err(PublishError::NoPeersSubscribedToTopic) => {}
@@ -407,6 +420,9 @@ impl EventLoop {
             }
             Command::Ban { peer, duration } => {
                 tracing::warn!(%peer, "banning peer for {} s", duration.as_secs());
+                if let Some(m) = &self.metrics {
+                    m.peers_banned.inc();
+                }
                 self.banned.insert(peer, Instant::now() + duration);
                 let behaviour = self.swarm.behaviour_mut();
                 behaviour.blocked.block_peer(peer);
@@ -450,6 +466,9 @@ impl EventLoop {
     }
 
     fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            m.record_swarm(&event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.with_p2p(*self.swarm.local_peer_id()).unwrap_or_else(|a| a);

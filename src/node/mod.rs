@@ -25,6 +25,7 @@ pub mod files;
 mod gossip;
 mod mempool_sync;
 pub mod miner;
+pub mod notify;
 mod operator;
 mod peers;
 mod query;

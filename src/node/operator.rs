@@ -4,11 +4,15 @@
 //! is over).
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use super::notify::BlockNotify;
 use super::{unix_now, Node};
+use crate::chain::ChainUpdate;
 use crate::crypto::{Target, Work};
 use crate::mempool::estimate::{self, PAYMENTS_PER_BLOCK};
+use crate::metrics::Metrics;
 use crate::rpc::{ChainInfoReply, FeeEstimateReply, MiningInfoReply, QueryResponse, MAX_ESTIMATE_BLOCKS};
 use crate::types::{Amount, BlockHash};
 
@@ -31,6 +35,8 @@ pub struct OperatorState {
     /// Per block: the lowest fee among its payments (`None` without payments).
     lowest_fee: HashMap<BlockHash, Option<Amount>>,
     lowest_fee_order: VecDeque<BlockHash>,
+    metrics: Option<Arc<Metrics>>,
+    blocknotify: Option<BlockNotify>,
 }
 
 /// A work value as a float (256 bits into an f64's 53).
@@ -39,6 +45,48 @@ pub fn work_to_f64(work: Work) -> f64 {
 }
 
 impl Node {
+    /// `--metrics` and `--blocknotify`: what the node reports to, and runs,
+    /// as its chain moves.
+    pub fn with_operator(mut self, metrics: Option<Arc<Metrics>>, blocknotify: Option<BlockNotify>) -> Node {
+        self.operator.metrics = metrics;
+        self.operator.blocknotify = blocknotify;
+        self.update_metrics();
+        self
+    }
+
+    /// The gauges, from the node's state now (cheap: a few atomic stores).
+    pub(super) fn update_metrics(&mut self) {
+        let Some(metrics) = self.operator.metrics.clone() else { return };
+        let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        metrics.chain_height.set(i64::try_from(self.chain.height()).unwrap_or(i64::MAX));
+        metrics.mempool_transactions.set(gauge(self.mempool.len()));
+        metrics.mempool_bytes.set(gauge(self.mempool.bytes()));
+        metrics.sync_progress.set(self.sync_progress());
+        if let Some(ratio) = self.signature_cache.stats().hit_ratio() {
+            metrics.signature_cache_hit_ratio.set(ratio);
+        }
+    }
+
+    /// One block's validation and storage took `took`.
+    pub(super) fn observe_block_validation(&self, took: Duration) {
+        if let Some(metrics) = &self.operator.metrics {
+            metrics.block_validation_seconds.observe(took.as_secs_f64());
+        }
+    }
+
+    /// The best chain moved: count it, and run `--blocknotify` for the new tip.
+    pub(super) fn on_chain_update(&self, update: &ChainUpdate) {
+        if let Some(metrics) = &self.operator.metrics {
+            metrics.blocks_connected.inc_by(update.connected.len() as u64);
+            if !update.disconnected.is_empty() {
+                metrics.reorgs.inc();
+            }
+        }
+        if let (Some(notify), Some(tip)) = (&self.operator.blocknotify, update.connected.last()) {
+            notify.notify(&tip.hash());
+        }
+    }
+
     /// Called once a second: samples the miner and settles the sync flag.
     pub(super) fn operator_tick(&mut self) {
         if let Some((miner, _)) = &self.miner {
