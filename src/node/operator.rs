@@ -50,18 +50,19 @@ impl Node {
     pub fn with_operator(mut self, metrics: Option<Arc<Metrics>>, blocknotify: Option<BlockNotify>) -> Node {
         self.operator.metrics = metrics;
         self.operator.blocknotify = blocknotify;
-        self.update_metrics();
+        self.publish_status();
         self
     }
 
-    /// The gauges, from the node's state now (cheap: a few atomic stores).
-    pub(super) fn update_metrics(&mut self) {
-        let Some(metrics) = self.operator.metrics.clone() else { return };
+    /// The gauges, from the node's state now (cheap: a few atomic stores);
+    /// `best_known_height` is the one the status just published carries.
+    pub(super) fn update_metrics(&self, best_known_height: u64) {
+        let Some(metrics) = &self.operator.metrics else { return };
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
         metrics.chain_height.set(i64::try_from(self.chain.height()).unwrap_or(i64::MAX));
         metrics.mempool_transactions.set(gauge(self.mempool.len()));
         metrics.mempool_bytes.set(gauge(self.mempool.bytes()));
-        metrics.sync_progress.set(self.sync_progress());
+        metrics.sync_progress.set(self.sync_progress_towards(best_known_height));
         if let Some(ratio) = self.signature_cache.stats().hit_ratio() {
             metrics.signature_cache_hit_ratio.set(ratio);
         }
@@ -118,9 +119,10 @@ impl Node {
         self.sync.machine.header_height().max(self.chain.height())
     }
 
-    /// `sync_progress`: the chain's height over the best header's.
-    pub(super) fn sync_progress(&self) -> f64 {
-        let headers = self.headers_height().max(self.network_info().best_known_height);
+    /// `sync_progress`: the chain's height over the best header's (or the
+    /// best height a peer announced, when higher).
+    fn sync_progress_towards(&self, best_known_height: u64) -> f64 {
+        let headers = self.headers_height().max(best_known_height);
         if headers == 0 {
             return 1.0;
         }
@@ -139,6 +141,7 @@ impl Node {
 
     pub(super) fn chain_info(&mut self) -> QueryResponse {
         let initial_sync = self.initial_sync();
+        let best_known_height = self.network_info().best_known_height;
         let size_on_disk = match self.chain.store().size_on_disk() {
             Ok(bytes) => bytes,
             Err(e) => return QueryResponse::Error(format!("cannot read the database's size: {e}")),
@@ -152,7 +155,7 @@ impl Node {
             difficulty: self.difficulty(),
             median_time: self.chain.next_block().min_time.saturating_sub(1),
             initial_sync,
-            sync_progress: self.sync_progress(),
+            sync_progress: self.sync_progress_towards(best_known_height),
             size_on_disk,
         })
     }

@@ -40,8 +40,8 @@ impl Node {
     /// Puts the current status on the board the network answers `status` from.
     pub(super) fn publish_status(&mut self) {
         self.status_published = (std::time::Instant::now(), self.chain.tip());
-        self.update_metrics();
         let status = status_reply(&self.chain, &self.mempool, &self.network_info());
+        self.update_metrics(status.best_known_height);
         match self.status_board.lock() {
             Ok(mut board) => *board = status,
             Err(poisoned) => *poisoned.into_inner() = status,
