@@ -126,7 +126,9 @@ for ((i = 1; i <= nodes; i++)); do
     dirs+=("$dir")
     wallet="$dir/wallet.json"
     wallets+=("$wallet")
-    address="$("$cli" --network regtest --wallet "$wallet" wallet new | tail -n 1)"
+    # Throwaway regtest wallets: their recovery phrases (on stderr) are not shown;
+    # `wallet mnemonic` prints one if wanted.
+    address="$("$cli" --network regtest --wallet "$wallet" wallet new 2>/dev/null | tail -n 1)"
 
     port=$((base_port + i))
     args=(--network regtest --datadir "$dir" --listen "/ip4/127.0.0.1/tcp/$port")

@@ -10,6 +10,7 @@ pub mod consensus;
 pub mod crypto;
 pub mod fsio;
 pub mod mempool;
+pub mod metrics;
 pub mod miner;
 pub mod network;
 pub mod node;

@@ -130,8 +130,16 @@ fn every_command_prints_the_spec_fields_as_json_and_for_people() {
         [FUNDED, MATURITY * SUBSIDY, FUNDED, 0, 0].map(Value::from).each_ref(),
         "{balance}"
     );
-    // The wallet's own balance when no address is given.
-    assert_eq!(a.json(&["--wallet", wa.path(), "balance"]), balance);
+    // The wallet's own balance when no address is given: its sums, and each address.
+    let whole = a.json(&["--wallet", wa.path(), "balance"]);
+    assert_keys(&whole, &["confirmed", "immature", "pending", "addresses"]);
+    assert_eq!(
+        [&whole["confirmed"], &whole["immature"], &whole["pending"]],
+        [&balance["confirmed"], &balance["immature"], &balance["pending"]]
+    );
+    assert_eq!(whole["addresses"].as_array().map(Vec::len), Some(1), "{whole}");
+    assert_keys(&whole["addresses"][0], &["address", "confirmed", "immature", "pending"]);
+    assert_eq!(text(&whole["addresses"][0], "address"), wa.address);
     let out = readable(&a, &["balance", &wa.address]);
     assert_contains(&out, &[&wa.address, "100 OUR", "500 OUR"]);
 
@@ -163,7 +171,8 @@ fn every_command_prints_the_spec_fields_as_json_and_for_people() {
 
     // send, as JSON and for people; both payments stay pending (nobody mines)
     let big = a.json(&["--wallet", wa.path(), "send", "--to", &wb.address, "--amount", "12.5"]);
-    assert_keys(&big, &["txid"]);
+    assert_keys(&big, &["txid", "from", "fee"]);
+    assert_eq!((text(&big, "from"), uint(&big, "fee")), (wa.address.as_str(), DEFAULT_FEE));
     assert!(is_hash(&big["txid"]), "{big}");
     let big = text(&big, "txid").to_string();
     let out = readable(&a, &["--wallet", wa.path(), "send", "--to", &wb.address, "--amount", "1", "--fee", "0.001"]);
@@ -181,7 +190,8 @@ fn every_command_prints_the_spec_fields_as_json_and_for_people() {
 
     // mempool
     let mempool = a.json(&["mempool"]);
-    assert_keys(&mempool, &["count", "txids"]);
+    assert_keys(&mempool, &["count", "bytes", "min_fee", "txids"]);
+    assert!(uint(&mempool, "bytes") > 0 && uint(&mempool, "min_fee") == 1_000, "{mempool}");
     assert_eq!(uint(&mempool, "count"), 2);
     let listed: BTreeSet<String> = strings(&mempool["txids"]).into_iter().collect();
     assert_eq!(listed, [big.clone(), small.clone()].into_iter().collect(), "{mempool}");
@@ -212,7 +222,7 @@ fn every_command_prints_the_spec_fields_as_json_and_for_people() {
     // The sender's history: its two pending payments, then every mining
     // reward, newest first; `--limit` cuts it.
     let history = a.json(&["--wallet", wa.path(), "history"]);
-    assert_eq!(text(&history, "address"), wa.address);
+    assert!(history["address"].is_null(), "the whole wallet's history: {history}");
     let entries = history["transactions"].as_array().expect("a list");
     assert_eq!(entries.len() as u64, 2 + PREBUILT, "{history}");
     assert_eq!([&entries[0]["txid"], &entries[1]["txid"]], [small.as_str(), big.as_str()], "pending first");

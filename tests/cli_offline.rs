@@ -60,6 +60,14 @@ impl Outcome {
         self
     }
 
+    /// `wallet new` for people: the address on stdout, the recovery phrase
+    /// and its warning on stderr.
+    fn created(&self) -> &Outcome {
+        assert_eq!(self.code, Some(0), "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(self.stderr.contains("Whoever has them has the coins"), "{}", self.stderr);
+        self
+    }
+
     /// Failed the documented way: exit 1, nothing on stdout, and exactly one
     /// `error: ...` line on stderr that contains `reason`.
     fn refused(&self, reason: &str) -> &Outcome {
@@ -141,7 +149,7 @@ fn the_wallet_defaults_to_the_home_folder_and_follows_the_environment() {
     let from_env =
         sandbox.run_with_env(&["--network", "regtest", "wallet", "new"], &[("OURCOIN_WALLET", elsewhere_arg)]);
     assert!(elsewhere.exists());
-    assert_ne!(from_env.succeeded().stdout.trim(), address);
+    assert_ne!(from_env.created().stdout.trim(), address);
 }
 
 #[test]
@@ -149,7 +157,7 @@ fn a_wallet_of_another_network_or_none_at_all_is_refused() {
     let sandbox = Sandbox::new();
     let wallet = sandbox.path("wallet.json");
     let wallet_arg = wallet.to_str().expect("utf-8 path");
-    sandbox.run(&["--network", "regtest", "--wallet", wallet_arg, "wallet", "new"]).succeeded();
+    sandbox.run(&["--network", "regtest", "--wallet", wallet_arg, "wallet", "new"]).created();
     sandbox.run(&["--network", "main", "--wallet", wallet_arg, "wallet", "address"]).refused("regtest network");
 
     let missing = sandbox.path("missing.json");
@@ -278,10 +286,13 @@ fn an_encrypted_wallet_opens_only_with_its_passphrase() {
     );
     let address = created.succeeded().json()["address"].as_str().expect("address").to_string();
     let text = std::fs::read_to_string(&wallet).expect("wallet file");
-    assert!(text.contains("argon2id") && !text.contains("\"secret_key\""), "the key is sealed: {text}");
+    assert!(text.contains("argon2id") && !text.contains("\"mnemonic\""), "the phrase is sealed: {text}");
 
-    // The address needs no passphrase.
-    let shown = sandbox.run(&[&base[..], &["wallet", "address"]].concat());
+    // Even the address needs the passphrase: the file's public fields are
+    // checked against the sealed phrase before anything is shown.
+    sandbox.run(&[&base[..], &["wallet", "address"]].concat()).refused("--passphrase-file");
+    let shown =
+        sandbox.run(&[&base[..], &["--passphrase-file", good.to_str().expect("path"), "wallet", "address"]].concat());
     assert_eq!(shown.succeeded().stdout, format!("{address}\n"));
 
     // Signing does: a wrong one is refused, and with no terminal and no file it says what to give.
@@ -296,4 +307,237 @@ fn an_encrypted_wallet_opens_only_with_its_passphrase() {
     sandbox
         .run_with_env(&[&base[..], &send[..]].concat(), &[("OURCOIN_PASSPHRASE_FILE", good.to_str().expect("path"))])
         .refused("cannot reach the node");
+}
+
+// ---- recovery phrases, addresses, offline signing ---------------------------
+
+fn write(path: &Path, text: &str) -> String {
+    std::fs::write(path, text).expect("write");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+#[test]
+fn a_recovery_phrase_restores_the_same_addresses() {
+    let sandbox = Sandbox::new();
+    let original = sandbox.path("original.json");
+    let base = ["--network", "regtest", "--wallet", original.to_str().expect("path"), "--json"];
+    let created = sandbox.run(&[&base[..], &["wallet", "new"]].concat());
+    let doc = created.succeeded().json();
+    let mnemonic = doc["mnemonic"].as_str().expect("mnemonic").to_string();
+    assert_eq!(mnemonic.split(' ').count(), 24, "{mnemonic}");
+    let again = sandbox.run(&[&base[..], &["wallet", "mnemonic"]].concat());
+    assert_eq!(again.succeeded().json()["mnemonic"], mnemonic.as_str());
+
+    let second = sandbox.run(&[&base[..], &["wallet", "new-address", "--label", "savings"]].concat());
+    let second = second.succeeded().json();
+    assert_eq!(second["index"], 1);
+    assert_eq!(second["label"], "savings");
+    sandbox.run(&[&base[..], &["wallet", "new-address"]].concat()).succeeded();
+    let listed = sandbox.run(&[&base[..], &["wallet", "addresses"]].concat()).succeeded().json();
+    let listed = listed.as_array().expect("a JSON list").clone();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0]["address"], doc["address"]);
+    assert_eq!(listed[1]["label"], "savings");
+    assert!(listed[2]["label"].is_null(), "no label is null: {:?}", listed[2]);
+    let plain =
+        sandbox.run(&["--network", "regtest", "--wallet", original.to_str().expect("path"), "wallet", "addresses"]);
+    assert!(plain.succeeded().stdout.contains("savings"));
+
+    // Another machine: the same words, typed in another case and spacing.
+    let restored = sandbox.path("other-machine/restored.json");
+    let words = write(&sandbox.path("words.txt"), &format!("  {}  \n", mnemonic.to_uppercase().replace(' ', "   ")));
+    let restore = ["--network", "regtest", "--wallet", restored.to_str().expect("path"), "--json"];
+    let out = sandbox.run(&[&restore[..], &["wallet", "restore", "--words-file", &words, "--addresses", "3"]].concat());
+    assert_eq!(out.succeeded().json()["address"], doc["address"]);
+    let again = sandbox.run(&[&restore[..], &["wallet", "addresses"]].concat()).succeeded().json();
+    let addresses = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array().expect("list").iter().map(|a| a["address"].as_str().expect("address").to_string()).collect()
+    };
+    assert_eq!(addresses(&again), addresses(&serde_json::Value::Array(listed)));
+    // A restore never overwrites.
+    sandbox.run(&[&restore[..], &["wallet", "restore", "--words-file", &words]].concat()).refused("already exists");
+}
+
+#[test]
+fn bad_recovery_phrases_are_refused_with_their_reason_and_write_nothing() {
+    let sandbox = Sandbox::new();
+    let source = sandbox.path("source.json");
+    let doc = sandbox
+        .run(&["--network", "regtest", "--wallet", source.to_str().expect("path"), "--json", "wallet", "new"])
+        .succeeded()
+        .json();
+    let words: Vec<String> = doc["mnemonic"].as_str().expect("mnemonic").split(' ').map(str::to_string).collect();
+    let mut unknown = words.clone();
+    unknown[4] = "bitcoin".into();
+    let mut swapped = words.clone();
+    swapped.swap(0, 1);
+    if swapped == words {
+        swapped.swap(0, 2);
+    }
+    let target = sandbox.path("restored.json");
+    let cases = [
+        ("23 words", words[..23].join(" "), "has 23 words; it must have 24"),
+        (
+            "unknown word",
+            unknown.join(" "),
+            "word 5 of the recovery phrase, `bitcoin`, is not in the BIP39 English word list",
+        ),
+        ("wrong checksum", swapped.join(" "), "checksum fails"),
+        ("empty", String::new(), "has 0 words"),
+    ];
+    for (name, phrase, reason) in cases {
+        let file = write(&sandbox.path(&format!("{name}.txt")), &phrase);
+        let args = [
+            "--network",
+            "regtest",
+            "--wallet",
+            target.to_str().expect("path"),
+            "wallet",
+            "restore",
+            "--words-file",
+            &file,
+        ];
+        sandbox.run(&args).refused(reason);
+        assert!(!target.exists(), "{name}: no wallet file is written");
+    }
+    // No terminal and no file: it says what to give.
+    sandbox
+        .run(&["--network", "regtest", "--wallet", target.to_str().expect("path"), "wallet", "restore"])
+        .refused("--words-file");
+    assert!(!target.exists());
+}
+
+#[test]
+fn an_edited_encrypted_wallet_is_refused() {
+    let sandbox = Sandbox::new();
+    let wallet = sandbox.path("enc.json");
+    let pass = write(&sandbox.path("pass"), "correct horse battery staple\n");
+    let light = [("OURCOIN_WALLET_KDF", "light")];
+    let base =
+        ["--network", "regtest", "--wallet", wallet.to_str().expect("path"), "--passphrase-file", &pass, "--json"];
+    sandbox.run_with_env(&[&base[..], &["wallet", "new", "--encrypt"]].concat(), &light).succeeded();
+    sandbox.run(&[&base[..], &["wallet", "new-address", "--label", "shop"]].concat()).succeeded();
+    let listed = sandbox.run(&[&base[..], &["wallet", "addresses"]].concat()).succeeded().json();
+    assert_eq!(listed[1]["label"], "shop");
+    let mnemonic = sandbox.run(&[&base[..], &["wallet", "mnemonic"]].concat()).succeeded().json();
+    assert_eq!(mnemonic["mnemonic"].as_str().expect("words").split(' ').count(), 24);
+
+    let original = std::fs::read_to_string(&wallet).expect("wallet file");
+    let file: serde_json::Value = serde_json::from_str(&original).expect("json");
+    let other = regtest_address(9);
+    for (field, value) in [("label", serde_json::json!("attacker's")), ("address", serde_json::json!(other))] {
+        let mut edited = file.clone();
+        edited["addresses"][1][field] = value;
+        std::fs::write(&wallet, edited.to_string()).expect("write");
+        for command in [&["wallet", "addresses"][..], &["wallet", "address"], &["wallet", "mnemonic"]] {
+            sandbox.run(&[&base[..], command].concat()).refused("the file was altered");
+        }
+    }
+}
+
+#[test]
+fn an_old_single_key_wallet_file_still_signs() {
+    use ourcoin::consensus::{rules, Params};
+    use ourcoin::crypto::SecretKey;
+    let sandbox = Sandbox::new();
+    let secret = SecretKey::generate().expect("key");
+    let address = Address::from_public_key(&secret.public_key().to_bytes()).encode(Network::Regtest);
+    let old = serde_json::json!({
+        "version": 1,
+        "network": "regtest",
+        "secret_key": hex::encode(secret.to_bytes()),
+        "public_key": secret.public_key().to_bytes().to_hex(),
+    });
+    let wallet = write(&sandbox.path("old.json"), &old.to_string());
+    let base = ["--network", "regtest", "--wallet", wallet.as_str(), "--json"];
+    assert_eq!(
+        sandbox.run(&[&base[..], &["wallet", "address"]].concat()).succeeded().json()["address"],
+        address.as_str()
+    );
+    let to = regtest_address(7);
+    let signed = sandbox
+        .run(&[&base[..], &["send", "--to", &to, "--amount", "1.5", "--offline", "--nonce", "3"]].concat())
+        .succeeded()
+        .json();
+    assert_eq!(signed["from"], address.as_str());
+    let bytes = hex::decode(signed["hex"].as_str().expect("hex")).expect("hex");
+    let stx: ourcoin::types::SignedTransaction = ourcoin::types::decode(&bytes, 512).expect("a signed transaction");
+    assert_eq!(stx.tx.nonce, 3);
+    assert_eq!(stx.txid().to_string(), signed["txid"].as_str().expect("txid"));
+    assert_eq!(rules::check_signed_transaction(Params::get(Network::Regtest), &stx), Ok(()));
+    sandbox.run(&[&base[..], &["wallet", "mnemonic"]].concat()).refused("no recovery phrase");
+    sandbox.run(&[&base[..], &["wallet", "new-address"]].concat()).refused("older form");
+}
+
+#[test]
+fn offline_signing_needs_no_node_and_submit_refuses_what_is_not_a_good_transaction() {
+    use ourcoin::consensus::Params;
+    let sandbox = Sandbox::new();
+    let wallet = sandbox.path("cold.json");
+    let wallet_arg = wallet.to_str().expect("path");
+    let node = unreachable_node();
+    let base = ["--network", "regtest", "--wallet", wallet_arg, "--node", node.as_str(), "--json"];
+    let created = sandbox.run(&[&base[..], &["wallet", "new"]].concat()).succeeded().json();
+    let second = sandbox.run(&[&base[..], &["wallet", "new-address"]].concat()).succeeded().json();
+    let to = regtest_address(7);
+    let send = ["send", "--to", to.as_str(), "--amount", "2", "--offline", "--nonce", "0"];
+
+    let signed = sandbox.run(&[&base[..], &send[..]].concat());
+    assert!(signed.elapsed < Duration::from_secs(3), "no node is asked: {:?}", signed.elapsed);
+    let signed = signed.succeeded().json();
+    assert_eq!(signed["from"], created["address"]);
+    assert_eq!(signed["fee"], 10_000);
+    assert_eq!(signed["hex"].as_str().expect("hex").len() % 2, 0);
+    let from_second = sandbox
+        .run(&[&base[..], &send[..], &["--from", second["address"].as_str().expect("address")]].concat())
+        .succeeded()
+        .json();
+    assert_eq!(from_second["from"], second["address"]);
+    sandbox.run(&[&base[..], &send[..], &["--fee", "auto"]].concat()).refused("offline, give the fee");
+    sandbox
+        .run(&[&base[..], &send[..], &["--from", &regtest_address(3)]].concat())
+        .refused("not an address of this wallet");
+    sandbox.run(&[&base[..], &["send", "--to", to.as_str(), "--amount", "2", "--offline"]].concat()).refused("--nonce");
+    sandbox
+        .run(&[&base[..], &["send", "--to", to.as_str(), "--amount", "2", "--nonce", "1"]].concat())
+        .refused("--offline");
+
+    // `submit` checks the transaction before it asks the (unreachable) node.
+    let good = signed["hex"].as_str().expect("hex").to_string();
+    let key = ourcoin::testkit::TestKey::new(5);
+    let main = key.pay(Params::get(Network::Main).chain_id, Address([7; 20]), 100, 10_000, 0);
+    let mut forged =
+        ourcoin::types::encode(&key.pay(Params::get(Network::Regtest).chain_id, Address([7; 20]), 100, 10_000, 0));
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let zero = ourcoin::types::encode(&key.pay(Params::get(Network::Regtest).chain_id, Address([7; 20]), 0, 10_000, 0));
+    let cases = [
+        ("not hex", "xyz".to_string(), "the hex does not decode"),
+        ("not a transaction", "00ff".to_string(), "not a signed transaction"),
+        ("too long", "00".repeat(600), "longer than"),
+        ("truncated", good[..good.len() - 20].to_string(), "not a signed transaction"),
+        ("another network", hex::encode(ourcoin::types::encode(&main)), "signed for the main network"),
+        ("bad signature", hex::encode(&forged), "breaks a rule"),
+        ("zero amount", hex::encode(&zero), "breaks a rule"),
+    ];
+    for (name, hex_text, reason) in cases {
+        let out = sandbox.run(&[&base[..], &["submit", hex_text.as_str()]].concat());
+        assert!(out.stderr.contains(reason), "{name}: {}", out.stderr);
+        out.refused(reason);
+    }
+    // A good one gets as far as the node.
+    sandbox.run(&[&base[..], &["submit", good.as_str()]].concat()).refused("cannot reach the node");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let sandbox = Sandbox::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = sandbox.run(&["completions", shell]);
+        let script = &out.succeeded().stdout;
+        for word in ["bumpfee", "estimatefee", "chaininfo", "new-address", "--words-file"] {
+            assert!(script.contains(word), "{shell} completes {word}");
+        }
+    }
+    sandbox.run(&["completions", "powershell"]).refused("powershell");
 }

@@ -71,6 +71,12 @@ struct Args {
     /// A private playground: regtest, mining to a wallet created in the datadir.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     dev: Option<bool>,
+    /// Serve Prometheus metrics at http://IP:PORT/metrics (off by default).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<String>,
+    /// Run COMMAND (through sh -c) at each new best block; %s is its hash.
+    #[arg(long, value_name = "COMMAND", allow_hyphen_values = true)]
+    blocknotify: Option<String>,
 }
 
 impl From<Args> for Flags {
@@ -93,6 +99,8 @@ impl From<Args> for Flags {
             miner_threads: a.miner_threads,
             log: a.log,
             dev: a.dev,
+            metrics: a.metrics,
+            blocknotify: a.blocknotify,
         }
     }
 }
@@ -142,7 +150,16 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
         let path = datadir.join("wallet.json");
         let wallet = match Wallet::load(&path, config.network) {
             Ok(wallet) => wallet,
-            Err(WalletError::NotFound(_)) => Wallet::create(&path, config.network)?,
+            Err(WalletError::NotFound(_)) => {
+                let wallet = Wallet::create(&path, config.network)?;
+                eprintln!(
+                    "Created wallet {} from a new recovery phrase; `ourcoin-cli --network {} --wallet {} wallet mnemonic` shows it.",
+                    path.display(),
+                    config.network,
+                    path.display()
+                );
+                wallet
+            }
             Err(e) => return Err(e.into()),
         };
         config.miner_address = Some(wallet.address());
@@ -190,11 +207,27 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
             cookie: Some(cookie),
         },
     )?;
+    let metrics = match config.metrics {
+        Some(addr) => {
+            let metrics = std::sync::Arc::new(ourcoin::metrics::Metrics::new());
+            let bound = ourcoin::metrics::serve(addr, metrics.clone())
+                .await
+                .with_context(|| format!("--metrics: cannot listen on {addr}"))?;
+            tracing::info!("serving metrics at http://{bound}/metrics");
+            Some(metrics)
+        }
+        None => None,
+    };
+    let event_loop = match &metrics {
+        Some(metrics) => event_loop.with_metrics(metrics.clone()),
+        None => event_loop,
+    };
     let network_task = tokio::spawn(event_loop.run());
 
     let data_files = DataFiles { mempool: datadir.join("mempool.dat") };
     let mining = if config.mine { config.miner_address.map(|a| (config.miner_threads, a)) } else { None };
-    let node = Node::new(chain, client, data_files, mining, status_board);
+    let blocknotify = config.blocknotify.clone().map(ourcoin::node::notify::BlockNotify::new);
+    let node = Node::new(chain, client, data_files, mining, status_board).with_operator(metrics, blocknotify);
     // The node validates and stores on a thread of its own; this runtime
     // keeps polling the swarm whatever the node is busy with.
     let (stop, stop_rx) = tokio::sync::oneshot::channel();
@@ -276,6 +309,8 @@ mod tests {
             "--miner-threads=2",
             "--log=debug",
             "--dev",
+            "--metrics=127.0.0.1:5",
+            "--blocknotify=echo %s",
         ]);
         assert_eq!(
             parsed,
@@ -297,6 +332,8 @@ mod tests {
                 miner_threads: Some(2),
                 log: Some("debug".into()),
                 dev: Some(true),
+                metrics: Some("127.0.0.1:5".into()),
+                blocknotify: Some("echo %s".into()),
             }
         );
     }

@@ -67,6 +67,18 @@ impl SecretKey {
         min_pk::SecretKey::key_gen(ikm, &[]).map(SecretKey).map_err(|_| CryptoError::InvalidSecretKey)
     }
 
+    /// EIP-2333's `derive_master_SK` over a seed of at least 32 bytes (a
+    /// BIP39 seed is 64).
+    pub fn derive_master_eip2333(seed: &[u8]) -> Result<SecretKey, CryptoError> {
+        min_pk::SecretKey::derive_master_eip2333(seed).map(SecretKey).map_err(|_| CryptoError::InvalidSecretKey)
+    }
+
+    /// EIP-2333's `derive_child_SK`: every EIP-2333 child is hardened, so a
+    /// public key never reveals its siblings.
+    pub fn derive_child_eip2333(&self, index: u32) -> SecretKey {
+        SecretKey(self.0.derive_child_eip2333(index))
+    }
+
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<SecretKey, CryptoError> {
         min_pk::SecretKey::from_bytes(bytes).map(SecretKey).map_err(|_| CryptoError::InvalidSecretKey)
     }

@@ -19,6 +19,7 @@
     )
 )]
 
+pub mod estimate;
 mod eviction;
 mod select;
 #[cfg(test)]
@@ -765,6 +766,26 @@ impl Mempool {
     /// Total encoded size of the pending signed transactions.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The lowest fee that gets a payment in now: the relay minimum, or, in a
+    /// full pool, one unit more than the cheapest transaction it could push out.
+    pub fn min_fee(&self) -> Amount {
+        let floor = self.config.min_relay_fee;
+        // A payment of the usual size would not fit without an eviction.
+        let full = self.entries.len() >= self.config.max_count
+            || self.bytes.saturating_add(MAX_TX_BYTES) > self.config.max_bytes;
+        match self.tails.first() {
+            Some(cheapest) if full => Amount(cheapest.fee.0.saturating_add(1)).max(floor),
+            _ => floor,
+        }
+    }
+
+    /// The fees of the payments that are ready to be mined, highest first.
+    pub fn ready_fees(&self) -> Vec<Amount> {
+        let mut fees: Vec<Amount> = self.by_fee.iter().filter(|k| self.is_ready(&k.txid)).map(|k| k.fee).collect();
+        fees.reverse();
+        fees
     }
 
     /// Up to `limit` txids, highest fee first (earliest arrival first among equal fees).

@@ -264,6 +264,8 @@ pub struct EventLoop {
     pub(super) rng: rand::rngs::StdRng,
     /// What our network's nodes say they speak in identify.
     pub(super) protocol_version: String,
+    /// `--metrics`: updated from the swarm's events when set.
+    pub(super) metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// Requests a peer may make per second on one protocol, and the burst it may save up.
@@ -373,6 +375,7 @@ pub fn new(
         last_book_save: now,
         rng: rand::SeedableRng::from_entropy(),
         protocol_version: super::behaviour::protocol_version(params),
+        metrics: None,
     };
     event_loop.update_gate();
     for addr in config.connect {
@@ -388,6 +391,13 @@ pub fn new(
 }
 
 impl EventLoop {
+    /// Records the swarm's events (and gossip bytes, bans) in `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> EventLoop {
+        metrics.set_tx_topic(self.tx_topic.hash());
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Runs until the node drops its client (every sender of commands).
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -418,6 +428,9 @@ impl EventLoop {
                     Topic::Transactions => self.tx_topic.clone(),
                     Topic::Blocks => self.block_topic.clone(),
                 };
+                if let Some(m) = &self.metrics {
+                    m.record_gossip(m.topic_kind(&topic.hash()), "outbound", data.len());
+                }
                 match self.swarm.behaviour_mut().gossipsub.publish(topic, data) {
                     // Nobody to tell yet, or already told: neither is a failure here.
                     Ok(_) | Err(PublishError::Duplicate) | Err(PublishError::NoPeersSubscribedToTopic) => {}
@@ -502,6 +515,9 @@ impl EventLoop {
     }
 
     fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            m.record_swarm(&event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 self.note_listen_addr(&address);

@@ -290,6 +290,10 @@ impl EventLoop {
     pub(super) fn manage_peers(&mut self, now: Instant) {
         let actions = self.peer_set.tick(now);
         self.apply(actions);
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .set_peers(self.peer_set.peer_count(Direction::Inbound), self.peer_set.peer_count(Direction::Outbound));
+        }
         self.dials.retain(|_, dial| now.saturating_duration_since(dial.started) < Duration::from_secs(60));
         let peers = self.peer_set.peer_count(Direction::Outbound) + self.peer_set.peer_count(Direction::Inbound);
         let target = self.peer_set.limits().outbound_target;
@@ -435,6 +439,9 @@ impl EventLoop {
     }
 
     fn enforce_ban(&mut self, target: BanTarget) {
+        if let Some(metrics) = &self.metrics {
+            metrics.peers_banned.inc();
+        }
         self.update_gate();
         self.save_bans();
         match target {

@@ -42,10 +42,12 @@ impl Node {
         let mut stored = Vec::new();
         for block in blocks {
             let hash = block.hash();
+            let started = std::time::Instant::now();
             let accepted = match arrival {
                 Arrival::Requested => self.chain.accept_block_with(block, now, &self.mempool, check),
                 Arrival::Unrequested => self.chain.accept_unrequested_block(block, now, &self.mempool),
             };
+            self.observe_block_validation(started.elapsed());
             match accepted {
                 Ok(BlockAccepted::BestChain(more)) => {
                     update.disconnected.extend(more.disconnected);
@@ -77,6 +79,7 @@ impl Node {
     }
 
     fn apply_chain_update(&mut self, update: &ChainUpdate) {
+        self.on_chain_update(update);
         let chain = &self.chain;
         let accounts = |a: &Address| chain.account(a).unwrap_or_default();
         for block in &update.connected {
@@ -124,7 +127,8 @@ impl Node {
         let chain = &self.chain;
         let accounts = |a: &Address| chain.account(a).unwrap_or_default();
         // Room for the header, coinbase and signature.
-        let payments = self.mempool.select(&accounts, MAX_BLOCK_BYTES - 4096, 15_000);
+        let payments =
+            self.mempool.select(&accounts, MAX_BLOCK_BYTES - 4096, crate::mempool::estimate::PAYMENTS_PER_BLOCK);
         let tip_time = self.chain.tip_header().time;
         // On regtest, never faster than the block time (a mining policy, SPEC §5).
         let not_before = if self.params.network == crate::types::Network::Regtest {

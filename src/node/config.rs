@@ -61,6 +61,10 @@ pub struct Flags {
     pub log: Option<String>,
     /// A private playground: regtest, mining to a wallet created in the datadir.
     pub dev: Option<bool>,
+    /// Serve Prometheus metrics at http://IP:PORT/metrics.
+    pub metrics: Option<String>,
+    /// Run this through `sh -c` at each new best block, `%s` = its hash.
+    pub blocknotify: Option<String>,
 }
 
 /// The checked configuration the node runs with.
@@ -91,6 +95,9 @@ pub struct NodeConfig {
     /// A valid `tracing_subscriber::EnvFilter` directive.
     pub log: String,
     pub dev: bool,
+    /// Where to serve `/metrics`; `None`: no metrics.
+    pub metrics: Option<std::net::SocketAddr>,
+    pub blocknotify: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +156,10 @@ pub enum ConfigError {
          info,ourcoin::network=debug"
     )]
     InvalidLogFilter { value: String, reason: String },
+    #[error("`{value}` is not an IP address and port ({reason}): write it like 127.0.0.1:9734")]
+    InvalidMetricsAddr { value: String, reason: String },
+    #[error("the blocknotify command is empty")]
+    EmptyBlocknotify,
 }
 
 /// What the config file may set: every flag but `--config`, named with
@@ -171,6 +182,8 @@ struct FileConfig {
     miner_threads: Option<usize>,
     log: Option<String>,
     dev: Option<bool>,
+    metrics: Option<String>,
+    blocknotify: Option<String>,
 }
 
 /// How the config file was found.
@@ -375,6 +388,20 @@ fn resolve_in(args: Flags, env: &Environment) -> Result<NodeConfig, ConfigError>
         Err(error) => return Err(ConfigError::Setting { origin: log.1, error: Box::new(error) }),
     };
 
+    let metrics = match pick("metrics", args.metrics, &file, values.metrics) {
+        Some((text, origin)) => Some(text.trim().parse().map_err(|e: std::net::AddrParseError| {
+            in_setting(&origin, ConfigError::InvalidMetricsAddr { value: shorten(&text), reason: e.to_string() })
+        })?),
+        None => None,
+    };
+    let blocknotify = match pick("blocknotify", args.blocknotify, &file, values.blocknotify) {
+        Some((command, origin)) if command.trim().is_empty() => {
+            return Err(in_setting(&origin, ConfigError::EmptyBlocknotify))
+        }
+        Some((command, _)) => Some(command),
+        None => None,
+    };
+
     Ok(NodeConfig {
         network,
         datadir,
@@ -392,6 +419,8 @@ fn resolve_in(args: Flags, env: &Environment) -> Result<NodeConfig, ConfigError>
         miner_threads,
         log,
         dev: is_dev,
+        metrics,
+        blocknotify,
     })
 }
 
@@ -575,6 +604,8 @@ mod tests {
                 "miner-address" => out.miner_address = Some(value),
                 "miner-threads" => out.miner_threads = Some(value.parse().unwrap()),
                 "log" => out.log = Some(value),
+                "metrics" => out.metrics = Some(value),
+                "blocknotify" => out.blocknotify = Some(value),
                 other => panic!("no flag --{other}"),
             }
         }
@@ -624,6 +655,8 @@ mod tests {
                 miner_threads: 1,
                 log: "info".to_string(),
                 dev: false,
+                metrics: None,
+                blocknotify: None,
             }
         );
     }
@@ -693,6 +726,8 @@ mine = true
 miner_address = "{address}"
 miner_threads = 4
 log = "debug"
+metrics = "127.0.0.1:9734"
+blocknotify = "echo %s"
 "#,
                 address = key.address.encode(Network::Test),
             ),
@@ -719,6 +754,8 @@ log = "debug"
                 miner_threads: 4,
                 log: "debug".to_string(),
                 dev: false,
+                metrics: Some("127.0.0.1:9734".parse().unwrap()),
+                blocknotify: Some("echo %s".to_string()),
             }
         );
 
@@ -987,5 +1024,20 @@ log = "debug"
         assert_eq!(every_key.miner_threads, Some(defaults.miner_threads));
         assert_eq!(every_key.log, Some(defaults.log));
         assert_eq!(every_key.dev, Some(defaults.dev));
+        // Off by default; the file shows an example of each.
+        assert!(every_key.metrics.is_some() && every_key.blocknotify.is_some());
+        assert_eq!((defaults.metrics, defaults.blocknotify), (None, None));
+    }
+
+    #[test]
+    fn metrics_and_blocknotify_are_checked() {
+        let home = Home::new();
+        let config = resolve_flags(&home, &["--metrics", "127.0.0.1:9734", "--blocknotify", "echo %s"]).unwrap();
+        assert_eq!(config.metrics, Some("127.0.0.1:9734".parse().unwrap()));
+        assert_eq!(config.blocknotify.as_deref(), Some("echo %s"));
+        let message = resolve_flags(&home, &["--metrics", "localhost"]).unwrap_err().to_string();
+        assert!(message.starts_with("--metrics: `localhost` is not an IP address and port"), "{message}");
+        let message = resolve_flags(&home, &["--blocknotify", " "]).unwrap_err().to_string();
+        assert!(message.contains("empty"), "{message}");
     }
 }

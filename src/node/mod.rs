@@ -25,6 +25,8 @@ pub mod files;
 mod gossip;
 mod mempool_sync;
 pub mod miner;
+pub mod notify;
+mod operator;
 mod peers;
 mod query;
 pub mod sync;
@@ -129,6 +131,8 @@ pub struct Node {
     /// tip it was last put there.
     status_board: StatusBoard,
     status_published: (Instant, crate::types::BlockHash),
+    /// What `chaininfo`, `mininginfo` and `estimatefee` need kept.
+    operator: operator::OperatorState,
 }
 
 /// How stale the status board may get while the tip stays the same.
@@ -184,6 +188,7 @@ impl Node {
             gossip_batch: GossipBatch::default(),
             status_board,
             status_published: (Instant::now(), crate::types::BlockHash::default()),
+            operator: operator::OperatorState::default(),
         };
         node.publish_status();
         node
@@ -330,6 +335,7 @@ impl Node {
         if self.last_score_decay.elapsed() > Duration::from_secs(60) {
             self.decay_scores();
         }
+        self.operator_tick();
     }
 
     // --- Routing ----------------------------------------------------------

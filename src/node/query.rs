@@ -32,6 +32,7 @@ impl Node {
     pub(super) fn publish_status(&mut self) {
         self.status_published = (std::time::Instant::now(), self.chain.tip());
         let status = status_reply(&self.chain, &self.mempool, &self.network_info());
+        self.update_metrics(status.best_known_height);
         match self.status_board.lock() {
             Ok(mut board) => *board = status,
             Err(poisoned) => *poisoned.into_inner() = status,
@@ -55,6 +56,9 @@ impl Node {
                     Err(e) => QueryResponse::Error(format!("transaction refused: {e}")),
                 }
             }
+            QueryRequest::EstimateFee { blocks } => self.estimate_fee(blocks),
+            QueryRequest::ChainInfo => self.chain_info(),
+            QueryRequest::MiningInfo => self.mining_info(),
             other => answer(&self.chain, &self.mempool, &self.network_info(), &other),
         };
         self.command(Command::RespondQuery { channel, response });

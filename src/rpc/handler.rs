@@ -44,9 +44,14 @@ pub fn answer<S: ChainStore>(
         }
         QueryRequest::Mempool { limit } => Ok(QueryResponse::Mempool(MempoolReply {
             count: mempool.len() as u64,
+            bytes: mempool.bytes() as u64,
+            min_fee: mempool.min_fee().0,
             txids: mempool.txids((*limit).min(MAX_LIST_LIMIT) as usize).iter().map(Txid::to_string).collect(),
         })),
         QueryRequest::Submit(_) => Ok(QueryResponse::Error("submissions are handled by the node".into())),
+        QueryRequest::EstimateFee { .. } | QueryRequest::ChainInfo | QueryRequest::MiningInfo => {
+            Ok(QueryResponse::Error("the node answers this itself".into()))
+        }
     };
     result.unwrap_or_else(|e| QueryResponse::Error(format!("the node's database failed: {e}")))
 }

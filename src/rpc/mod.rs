@@ -46,6 +46,11 @@ pub enum QueryRequest {
         cookie: String,
         command: NodeCommand,
     },
+    EstimateFee {
+        blocks: u32,
+    },
+    ChainInfo,
+    MiningInfo,
 }
 
 /// What `ourcoin-cli node …` asks for.
@@ -76,6 +81,9 @@ pub enum QueryResponse {
     Node(NodeReply),
     /// The request could not be answered; the text says why, for the user.
     Error(String),
+    FeeEstimate(FeeEstimateReply),
+    ChainInfo(ChainInfoReply),
+    MiningInfo(MiningInfoReply),
 }
 
 /// The node's latest status, shared with the network's event loop, which
@@ -204,10 +212,54 @@ impl NodeReply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MempoolReply {
     pub count: u64,
+    /// The pool's size, counted as encoded signed transactions.
+    pub bytes: u64,
+    /// The lowest fee that gets a payment into the pool now.
+    pub min_fee: u64,
     pub txids: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitReply {
     pub txid: String,
+}
+
+/// The most blocks `estimatefee --blocks` may ask about.
+pub const MAX_ESTIMATE_BLOCKS: u32 = 100;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeEstimateReply {
+    pub fee: u64,
+    pub blocks: u32,
+    /// What the estimate came from: `mempool`, `blocks` or `minimum`.
+    pub basis: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChainInfoReply {
+    pub network: String,
+    pub height: u64,
+    pub best_block: String,
+    /// Height of the best validated header chain.
+    pub headers: u64,
+    /// 64 hex digits.
+    pub chain_work: String,
+    /// 1 at the proof-of-work limit.
+    pub difficulty: f64,
+    pub median_time: u64,
+    pub initial_sync: bool,
+    /// 0 to 1.
+    pub sync_progress: f64,
+    pub size_on_disk: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MiningInfoReply {
+    pub mining: bool,
+    pub threads: u64,
+    /// This node's miner, hashes per second.
+    pub hashrate: f64,
+    /// Estimated from recent blocks' work and times.
+    pub network_hashrate: f64,
+    pub difficulty: f64,
 }

@@ -245,6 +245,11 @@ fn indexed_txs(block: &Block) -> Result<Vec<IndexedTx>, StoreError> {
 }
 
 impl SledStore {
+    /// The database's size on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(|e| sled_error("reading the size on disk", e))
+    }
+
     /// Makes every block write after the next `writes` fail, as a failing disk
     /// would: for testing that the node stops cleanly and the database stays intact.
     pub fn fail_writes_after(&mut self, writes: u64) {
