@@ -208,7 +208,7 @@ struct Observed {
     /// Every connection opened (`true`) or closed (`false`), in order.
     connections: Vec<(Instant, PeerId, bool)>,
     blocks_heard: HashMap<PeerId, usize>,
-    /// The hash of every block heard by gossip.
+    /// The hash of every block N relayed to us by gossip.
     hashes_heard: HashSet<BlockHash>,
     /// Every sync request N sent us, in order.
     asked: Vec<SyncRequest>,
@@ -357,7 +357,9 @@ async fn serve(
                     if let Ok(block) = decode::<Block>(&data, MAX_BLOCK_BYTES) {
                         let mut observed = observed.lock().expect("observed");
                         *observed.blocks_heard.entry(source).or_default() += 1;
-                        observed.hashes_heard.insert(block.hash());
+                        if source == target {
+                            observed.hashes_heard.insert(block.hash());
+                        }
                         let _ = replies.send(Reply::Block(source));
                     }
                 }

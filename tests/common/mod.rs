@@ -735,6 +735,8 @@ pub fn test_peer(who: &str) -> (tokio::runtime::Runtime, ourcoin::network::Clien
         .unwrap_or_else(|e| panic!("a tokio runtime for {who}: {e}"));
     let config = ourcoin::network::event_loop::NetworkConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr")],
+        // A peer played by hand dials whom the test says, and nobody else.
+        limits: ourcoin::network::peer_set::Limits { max_connections: 125, outbound_target: 0 },
         ..Default::default()
     };
     let key = libp2p::identity::Keypair::generate_ed25519();
