@@ -803,7 +803,6 @@ for line in read_lines("final"):
 peers = [s.get("peers") for _, _, s in final.values() if isinstance(s.get("peers"), int)]
 rss_mib = [round(r / 1024, 1) for r, _, _ in final.values() if r]
 hwm_mib = [round(h / 1024, 1) for _, h, _ in final.values() if h]
-tips = {s.get("tip") for _, _, s in final.values() if s.get("tip")}
 arp = [int(x) for x in machine["arp"].split()]
 settings = machine["settings"].split()
 
@@ -830,7 +829,6 @@ result = {
     "load": load,
     "rss_mib": spread(rss_mib),
     "rss_peak_mib_max": max(hwm_mib) if hwm_mib else None,
-    "tips_at_end": len(tips),
     "neighbour_table": {"learned_entries": arp[6], "table_fulls": arp[5] - arp[2],
                         "forced_gc_runs": arp[4] - arp[1]},
 }
@@ -865,7 +863,6 @@ rows = [
     ("load: bytes per node per block, sent / received", f"{show(load['sent_bytes_per_block'])} / {show(load['received_bytes_per_block'])}"),
     ("load: extra bytes per node per payment", show(load.get("extra_bytes_per_payment"))),
     ("RSS per node min/median/max (peak max)", f"{result['rss_mib']['min']} / {result['rss_mib']['median']} / {result['rss_mib']['max']} MiB ({show(result['rss_peak_mib_max'])})"),
-    ("distinct tips at the end", str(len(tips))),
     ("neighbour table", f"{arp[6]} learned entries, table full {arp[5] - arp[2]} times, forced gc {arp[4] - arp[1]} times"),
 ]
 width = max(len(k) for k, _ in rows)
