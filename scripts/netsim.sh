@@ -222,23 +222,14 @@ payment_pid=""
 sleep_pid=""
 made_namespaces=()
 
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    local pid ns
-    if [[ -n "$sleep_pid" ]]; then
-        kill -TERM "$sleep_pid" 2>/dev/null || true
-    fi
-    if [[ -n "$payment_pid" ]]; then
-        kill -TERM "$payment_pid" 2>/dev/null || true
-        wait "$payment_pid" 2>/dev/null || true
-    fi
+# Stops every node: SIGTERM, ten seconds for all to flush, then SIGKILL.
+stop_nodes() {
+    local pid running
     for pid in ${pids[@]+"${pids[@]}"}; do
         kill -TERM "$pid" 2>/dev/null || true
     done
-    # A node flushes its database on SIGTERM; give them all ten seconds.
     for _ in {1..100}; do
-        local running=0
+        running=0
         for pid in ${pids[@]+"${pids[@]}"}; do
             if kill -0 "$pid" 2>/dev/null; then
                 running=1
@@ -252,6 +243,21 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
+    pids=()
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    local ns
+    if [[ -n "$sleep_pid" ]]; then
+        kill -TERM "$sleep_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$payment_pid" ]]; then
+        kill -TERM "$payment_pid" 2>/dev/null || true
+        wait "$payment_pid" 2>/dev/null || true
+    fi
+    stop_nodes
     for ns in ${made_namespaces[@]+"${made_namespaces[@]}"}; do
         remove_namespace "$ns"
     done
@@ -555,26 +561,43 @@ done
 echo "netsim: payment phase, ${load_secs}s at about $tx_rate payment(s) a second..." >&2
 mark load_start
 interval_us="$(awk -v r="$tx_rate" 'BEGIN { printf "%d", 1000000 / r }')"
+# One payment every interval, each in the background so that a slow send
+# (on a loaded machine one takes seconds) does not slow the rate. Payers
+# take turns, so no two sends from one wallet overlap (they would pick the
+# same nonce); when every payer is still busy, the turn waits.
+pay() {
+    local from="$1" to="$2" started_us result
+    started_us="${EPOCHREALTIME/./}"
+    if cli_at "$from" --json send --to "${wallets[to]}" --amount 0.001 >/dev/null 2>>"$run_dir/payments.err"; then
+        result=ok
+    else
+        result=failed
+    fi
+    echo "$result $started_us ${EPOCHREALTIME/./} $from $to" >>"$run_dir/payments"
+}
 (
     trap - EXIT
     trap 'exit 0' TERM
+    declare -A busy=()
+    turn=0
+    next_us="${EPOCHREALTIME/./}"
     end=$((SECONDS + load_secs))
     while ((SECONDS < end)); do
-        from="${payer_ids[RANDOM % ${#payer_ids[@]}]}"
-        to=$((1 + RANDOM % nodes))
-        started_us="${EPOCHREALTIME/./}"
-        if cli_at "$from" --json send --to "${wallets[to]}" --amount 0.001 >/dev/null 2>>"$run_dir/payments.err"; then
-            result=ok
-        else
-            result=failed
+        from="${payer_ids[turn % ${#payer_ids[@]}]}"
+        if [[ -n "${busy[$from]:-}" ]] && kill -0 "${busy[$from]}" 2>/dev/null; then
+            sleep 0.05
+            continue
         fi
-        finished_us="${EPOCHREALTIME/./}"
-        echo "$result $started_us $finished_us $from $to" >>"$run_dir/payments"
-        rest_us=$((interval_us - (finished_us - started_us)))
+        turn=$((turn + 1))
+        pay "$from" $((1 + RANDOM % nodes)) &
+        busy[$from]="$!"
+        next_us=$((next_us + interval_us))
+        rest_us=$((next_us - ${EPOCHREALTIME/./}))
         if ((rest_us > 0)); then
             sleep "$(printf '%d.%06d' $((rest_us / 1000000)) $((rest_us % 1000000)))"
         fi
     done
+    wait
 ) &
 payment_pid="$!"
 pause "$load_secs"
@@ -584,14 +607,26 @@ mark load_end
 
 # --- figures ---------------------------------------------------------------------
 
-echo "netsim: collecting peers, RSS and tips..." >&2
-: >"$run_dir/final"
+echo "netsim: collecting peers and RSS..." >&2
+# Eight queries at a time: one after another, a hundred loaded nodes take
+# minutes. (A bare `wait` would wait for the nodes too.)
+batch=()
 for ((i = 1; i <= nodes; i++)); do
-    status="$(cli_at "$i" --json status 2>/dev/null || echo '{}')"
-    rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/${pids[i - 1]}/status" 2>/dev/null || echo 0)"
-    hwm="$(awk '/^VmHWM:/ { print $2 }' "/proc/${pids[i - 1]}/status" 2>/dev/null || echo 0)"
-    echo "$i $rss $hwm $(tr -d '\n' <<<"$status")" >>"$run_dir/final"
+    (
+        status="$(cli_at "$i" --json status 2>/dev/null || echo '{}')"
+        rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/${pids[i - 1]}/status" 2>/dev/null || echo 0)"
+        hwm="$(awk '/^VmHWM:/ { print $2 }' "/proc/${pids[i - 1]}/status" 2>/dev/null || echo 0)"
+        echo "$i $rss $hwm $(tr -d '\n' <<<"$status")" >"$run_dir/final-$i"
+    ) &
+    batch+=("$!")
+    if ((${#batch[@]} == 8 || i == nodes)); then
+        wait "${batch[@]}" || true
+        batch=()
+    fi
 done
+for ((i = 1; i <= nodes; i++)); do
+    cat "$run_dir/final-$i"
+done >"$run_dir/final"
 read -r arp_entries_after arp_forced_gc_after arp_fulls_after <<<"$(arp_stats)"
 learned=0
 for ((i = 1; i <= nodes; i++)); do
@@ -606,6 +641,10 @@ commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 arp $arp_entries_before $arp_forced_gc_before $arp_fulls_before $arp_entries_after $arp_forced_gc_after $arp_fulls_after $learned
 settings $nodes $miners $bootstrap_from $idle_secs $load_secs $tx_rate ${#payer_ids[@]} ${rate_limit:-none} $has_metrics
 EOF
+
+# The figures need only the files: stop the nodes first, so the analysis
+# does not wait for a share of a machine a hundred nodes keep busy.
+stop_nodes
 
 python3 - "$run_dir" "$out" <<'PYTHON'
 """Turns a netsim run directory into figures: a table for people and one JSON line."""
@@ -639,7 +678,7 @@ def percentile(values, q):
 def spread(values):
     if not values:
         return {"min": None, "median": None, "max": None}
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    return {"min": min(values), "median": round(statistics.median(values), 1), "max": max(values)}
 
 
 def stamp(text):
