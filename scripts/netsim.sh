@@ -23,7 +23,9 @@
 # --rate-limit each node's link is shaped with tc tbf in both directions.
 #
 # Each node listens on its address (port 29733) for peers and on 127.0.0.1
-# (port 40000+i, inside its namespace) for ourcoin-cli, logs to
+# (port 40000+i, inside its namespace) for ourcoin-cli (a port per node, so
+# that a loopback address one node passes on reaches nothing in another
+# namespace, rather than that namespace's own node), logs to
 # DIR/node.log and has a wallet in its datadir. Node 1 starts alone; each
 # later node bootstraps from up to --bootstrap-from earlier nodes chosen at
 # random and finds the rest through Kademlia. Nodes 1..M mine (--miners).
@@ -36,7 +38,9 @@
 #             namespace, to its own node) at about --tx-rate a second
 # Figures: convergence time; peers per node; block propagation (the miner's
 # "mined a block" log line against each node's "new best block" line for the
-# same hash; all namespaces share one clock); bytes sent and received per
+# same hash; all namespaces share one clock; with several miners a block
+# that lost a race is not logged by nodes that had its rival first, so the
+# share of block-node pairs logged falls); bytes sent and received per
 # node (the veth's counters) per second and per block in each phase; gossip
 # duplicates per node per block from the gossipsub metrics of --metrics when
 # ourcoind has that flag (null otherwise); RSS per node.
