@@ -642,6 +642,8 @@ cores $(nproc)
 memory_gib $(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
 kernel $(uname -r)
 commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+binaries $bin_dir
+version $("$ourcoind" --version | head -n 1)
 arp $arp_entries_before $arp_forced_gc_before $arp_fulls_before $arp_entries_after $arp_forced_gc_after $arp_fulls_after $learned
 settings $nodes $miners $bootstrap_from $idle_secs $load_secs $tx_rate ${#payer_ids[@]} ${rate_limit:-none} $has_metrics
 EOF
@@ -826,7 +828,9 @@ if payments_ok:
     load["extra_bytes_per_payment"] = round(extra / payments_ok)
 
 duplicates = None
+duplicates_note = "ourcoind has no --metrics"
 if machine["settings"].split()[-1] == "1":
+    duplicates_note = "the metrics endpoint serves no gossipsub_topic_msg_recv_counts_unfiltered"
     def gossip(name):
         return {int(i): (int(a), int(f)) for i, a, f in (line.split() for line in read_lines(f"gossip-{name}"))}
     start, end = gossip("load_start"), gossip("load_end")
@@ -834,6 +838,7 @@ if machine["settings"].split()[-1] == "1":
     per_node = [((end[i][0] - start[i][0]) - (end[i][1] - start[i][1])) / blocks for i in end if i in start and blocks]
     if per_node and any(end[i][0] for i in end):
         duplicates = round(statistics.median(per_node), 2)
+        duplicates_note = "gossipsub metrics, received with duplicates minus received first, block topic"
 
 final = {}
 for line in read_lines("final"):
@@ -854,7 +859,10 @@ result = {
     "date": datetime.utcfromtimestamp(phases["load_end"]).strftime("%Y-%m-%dT%H:%M:%SZ"),
     "machine": {"cpu": machine["cpu"], "cores": int(machine["cores"]), "memory_gib": int(machine["memory_gib"]),
                 "kernel": machine["kernel"]},
+    # The script's commit; the binaries may come from elsewhere (OURCOIN_BIN_DIR).
     "commit": machine["commit"],
+    "binaries": machine["binaries"],
+    "ourcoind_version": machine["version"],
     "nodes": n,
     "miners": int(settings[1]),
     "bootstrap_from": int(settings[2]),
@@ -868,6 +876,7 @@ result = {
                        "coverage": round(len(delays) / pairs, 3) if pairs else None},
     "propagation_to_last_node_ms_p50": percentile(last_node_delays, 50),
     "gossip_duplicates_per_node_per_block": duplicates,
+    "gossip_duplicates_source": duplicates_note,
     "idle": idle,
     "load": load,
     "rss_mib": spread(rss_mib),
@@ -898,7 +907,7 @@ rows = [
     ("propagation p50/p90/p99", f"{show(pm['p50'])} / {show(pm['p90'])} / {show(pm['p99'])} ms "
                                 f"({show(pm['coverage'])} of block-node pairs logged)"),
     ("propagation to the last node, p50", show(result["propagation_to_last_node_ms_p50"], " ms")),
-    ("gossip duplicates per node per block", show(duplicates)),
+    ("gossip duplicates per node per block", f"{show(duplicates)} ({duplicates_note})"),
     ("idle: bytes/s per node (sent+received), median / max", f"{show(idle['bytes_per_s'])} / {show(idle['bytes_per_s_max'])}"),
     ("idle: bytes per node per block, sent / received", f"{show(idle['sent_bytes_per_block'])} / {show(idle['received_bytes_per_block'])} ({idle['blocks']} blocks)"),
     ("load: payments sent (failed), confirmed by 5 s after", f"{load['payments_sent']} ({load['payments_failed']}), {load['payments_in_blocks']}; {load['blocks']} blocks in the phase"),
