@@ -1,0 +1,930 @@
+#!/usr/bin/env bash
+# Runs N regtest nodes, each in its own Linux network namespace with its own
+# address, measures how the network behaves, prints the figures and writes
+# them as one JSON line. Needs root (ip netns, veth, a bridge, tc).
+#
+#   scripts/netsim.sh 10                     ten nodes, one miner
+#   scripts/netsim.sh 100 --miners 2         a hundred nodes, two miners
+#   scripts/netsim.sh 30 --rate-limit 2mbit  each node's link held to 2 Mbit/s each way
+#   scripts/netsim.sh --clean                remove what an interrupted run left
+#
+# The network: node i lives in namespace ocsim-i, its interface eth0 a veth
+# whose other end is a port of the bridge br0 in namespace ocsim-hub (so the
+# host's own network namespace is never touched). Addresses are 10.G.B.C/8,
+# with G cycling through 16 values, so the nodes fall into 16 /16 network
+# groups (fewer when N < 16); each namespace routes all of 10.0.0.0/8 to the
+# bridge and nothing else. The kernel's neighbour table is shared by every
+# namespace and garbage-collects learned entries beyond about 1,024, which a
+# mesh of 60 nodes exceeds and which silently cuts nodes off; so every
+# namespace gets a permanent entry for every other node (the MAC addresses
+# are fixed), nothing is ever learned, and the run checks that the table
+# never filled. IPv6 is off inside the namespaces. There is no latency
+# emulation: the netem qdisc does not exist on these machines. With
+# --rate-limit each node's link is shaped with tc tbf in both directions.
+#
+# Each node listens on its address (port 29733) for peers and on 127.0.0.1
+# (port 40000+i, inside its namespace) for ourcoin-cli (a port per node, so
+# that a loopback address one node passes on reaches nothing in another
+# namespace, rather than that namespace's own node), logs to
+# DIR/node.log and has a wallet in its datadir. Node 1 starts alone; each
+# later node bootstraps from up to --bootstrap-from earlier nodes chosen at
+# random and finds the rest through Kademlia. Nodes 1..M mine (--miners).
+#
+# Phases, after every node has started:
+#   converge  until every node has the first block mined after the last start
+#   idle      --idle seconds of blocks and no payments
+#   fund      the miners pay --payers other nodes (not measured)
+#   load      --load seconds of payments (ourcoin-cli send inside a payer's
+#             namespace, to its own node) at about --tx-rate a second
+# Figures: convergence time; peers per node; block propagation (the miner's
+# "mined a block" log line against each node's "new best block" line for the
+# same hash; all namespaces share one clock; with several miners a block
+# that lost a race is not logged by nodes that had its rival first, so the
+# share of block-node pairs logged falls); bytes sent and received per
+# node (the veth's counters) per second and per block in each phase; gossip
+# duplicates per node per block from the gossipsub metrics of --metrics when
+# ourcoind has that flag (null otherwise); RSS per node.
+#
+# Ctrl-C (or SIGTERM, or any error) stops every process and removes every
+# namespace, veth and bridge the run made, and the datadirs; set
+# OURCOIN_NETSIM_KEEP=1 to keep the datadirs (with the logs). A run refuses to
+# start while namespaces of an earlier one exist (see --clean).
+#
+# The binaries are built with `cargo build --release --bins`, unless
+# OURCOIN_BIN_DIR names a directory that already holds ourcoind and ourcoin-cli.
+set -euo pipefail
+
+readonly prefix="ocsim"
+readonly hub="$prefix-hub"
+readonly p2p_port=29733
+readonly query_port_base=40000
+readonly metrics_port=9464
+readonly max_nodes=250
+readonly start_timeout_secs=60
+
+usage() {
+    cat >&2 <<EOF
+usage: $0 NODES [OPTIONS]      (NODES: 2 to $max_nodes)
+       $0 --clean              remove the namespaces and processes of an earlier run
+
+  --miners M            nodes 1..M mine (default 1)
+  --bootstrap-from K    each node bootstraps from up to K random earlier nodes (default 2)
+  --idle SECS           length of the idle phase, no payments (default 30)
+  --load SECS           length of the payment phase (default 60)
+  --tx-rate R           payments a second in the payment phase (default 2)
+  --payers P            nodes the miners fund, which then pay others (default 10)
+  --rate-limit RATE     shape each node's link with tc tbf, both ways (a tc rate such
+                        as 2mbit or 500kbit; env OURCOIN_NETSIM_RATE; default none)
+  --converge-timeout S  give up when the network has not converged in S seconds (default 300)
+  --out FILE            where the JSON line goes (default \${TMPDIR:-/tmp}/ourcoin-netsim-NODES-TIME.json)
+EOF
+    exit 2
+}
+
+# Kills every process in one of our namespaces (they are ours: nothing else
+# runs in a namespace this script made), then deletes the namespace, which
+# takes its veth ends and, for the hub, the bridge with it.
+remove_namespace() {
+    local ns="$1" pid
+    for pid in $(ip netns pids "$ns" 2>/dev/null || true); do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for _ in {1..50}; do
+        [[ -z "$(ip netns pids "$ns" 2>/dev/null || true)" ]] && break
+        sleep 0.1
+    done
+    for pid in $(ip netns pids "$ns" 2>/dev/null || true); do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    ip netns delete "$ns" 2>/dev/null || true
+}
+
+leftover_namespaces() {
+    ip netns list | awk -v p="^$prefix-" '$1 ~ p { print $1 }'
+}
+
+if ((EUID != 0)); then
+    echo "error: netsim needs root (network namespaces, veth pairs, a bridge, tc)" >&2
+    exit 1
+fi
+
+if [[ "${1:-}" == "--clean" ]]; then
+    (($# == 1)) || usage
+    for ns in $(leftover_namespaces); do
+        remove_namespace "$ns"
+        echo "removed namespace $ns" >&2
+    done
+    exit 0
+fi
+
+(($# >= 1)) || usage
+nodes="$1"
+shift
+miners=1
+bootstrap_from=2
+idle_secs=30
+load_secs=60
+tx_rate=2
+payers=10
+rate_limit="${OURCOIN_NETSIM_RATE:-}"
+converge_timeout=300
+out=""
+while (($# > 0)); do
+    (($# >= 2)) || usage
+    case "$1" in
+        --miners) miners="$2" ;;
+        --bootstrap-from) bootstrap_from="$2" ;;
+        --idle) idle_secs="$2" ;;
+        --load) load_secs="$2" ;;
+        --tx-rate) tx_rate="$2" ;;
+        --payers) payers="$2" ;;
+        --rate-limit) rate_limit="$2" ;;
+        --converge-timeout) converge_timeout="$2" ;;
+        --out) out="$2" ;;
+        *) usage ;;
+    esac
+    shift 2
+done
+
+if ! [[ "$nodes" =~ ^[0-9]+$ ]] || ((nodes < 2 || nodes > max_nodes)); then
+    usage
+fi
+for pair in "miners:$miners" "bootstrap-from:$bootstrap_from" "idle:$idle_secs" "load:$load_secs" \
+    "payers:$payers" "converge-timeout:$converge_timeout"; do
+    if ! [[ "${pair#*:}" =~ ^[0-9]+$ ]]; then
+        echo "error: --${pair%%:*} takes a whole number, not '${pair#*:}'" >&2
+        exit 2
+    fi
+done
+if ((miners < 1 || miners > nodes)); then
+    echo "error: --miners must be between 1 and the number of nodes ($nodes)" >&2
+    exit 2
+fi
+if ((bootstrap_from < 1)); then
+    echo "error: --bootstrap-from must be at least 1" >&2
+    exit 2
+fi
+if ((idle_secs < 5 || load_secs < 5)); then
+    echo "error: --idle and --load must be at least 5 seconds, or they measure nothing" >&2
+    exit 2
+fi
+if ! [[ "$tx_rate" =~ ^[0-9]+(\.[0-9]+)?$ ]] || [[ "$tx_rate" =~ ^0+(\.0+)?$ ]]; then
+    echo "error: --tx-rate takes a positive number of payments a second, not '$tx_rate'" >&2
+    exit 2
+fi
+((payers = payers > nodes - miners ? nodes - miners : payers))
+if ((payers < 1)); then
+    echo "error: no node is left to pay: use fewer --miners, or more nodes" >&2
+    exit 2
+fi
+if [[ -n "$rate_limit" ]] && ! [[ "$rate_limit" =~ ^[0-9]+(\.[0-9]+)?([kmg]?bit|[kmg]?bps)$ ]]; then
+    echo "error: --rate-limit takes a tc rate such as 2mbit or 500kbit, not '$rate_limit'" >&2
+    exit 2
+fi
+
+for tool in ip tc python3; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "error: netsim needs $tool" >&2
+        exit 1
+    fi
+done
+
+leftovers="$(leftover_namespaces)"
+if [[ -n "$leftovers" ]]; then
+    echo "error: namespaces of an earlier run exist ($(echo "$leftovers" | tr '\n' ' ')); remove them with: $0 --clean" >&2
+    exit 1
+fi
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -n "${OURCOIN_BIN_DIR:-}" ]]; then
+    bin_dir="$OURCOIN_BIN_DIR"
+else
+    echo "building the binaries (cargo build --release --bins)..." >&2
+    (cd "$root" && cargo build --release --bins)
+    bin_dir="${CARGO_TARGET_DIR:-$root/target}/release"
+fi
+readonly ourcoind="$bin_dir/ourcoind"
+readonly cli="$bin_dir/ourcoin-cli"
+for program in "$ourcoind" "$cli"; do
+    if [[ ! -x "$program" ]]; then
+        echo "error: $program is missing; build it or point OURCOIN_BIN_DIR at the binaries" >&2
+        exit 1
+    fi
+done
+# The metrics endpoint is newer than this script's first version: use it
+# when the node has it.
+has_metrics=0
+if "$ourcoind" --help | grep -q -- '--metrics'; then
+    has_metrics=1
+fi
+
+run_dir="$(mktemp -d "${TMPDIR:-/tmp}/ourcoin-netsim.XXXXXX")"
+[[ -n "$out" ]] || out="${TMPDIR:-/tmp}/ourcoin-netsim-$nodes-$(date -u +%Y%m%dT%H%M%SZ).json"
+
+pids=()
+payment_pid=""
+sleep_pid=""
+made_namespaces=()
+
+# Stops every node: SIGTERM, ten seconds for all to flush, then SIGKILL.
+stop_nodes() {
+    local pid running
+    for pid in ${pids[@]+"${pids[@]}"}; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for _ in {1..100}; do
+        running=0
+        for pid in ${pids[@]+"${pids[@]}"}; do
+            if kill -0 "$pid" 2>/dev/null; then
+                running=1
+                break
+            fi
+        done
+        ((running)) || break
+        sleep 0.1
+    done
+    for pid in ${pids[@]+"${pids[@]}"}; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    pids=()
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    local ns
+    if [[ -n "$sleep_pid" ]]; then
+        kill -TERM "$sleep_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$payment_pid" ]]; then
+        kill -TERM "$payment_pid" 2>/dev/null || true
+        wait "$payment_pid" 2>/dev/null || true
+    fi
+    stop_nodes
+    for ns in ${made_namespaces[@]+"${made_namespaces[@]}"}; do
+        remove_namespace "$ns"
+    done
+    if [[ -n "${OURCOIN_NETSIM_KEEP:-}" ]]; then
+        echo "kept $run_dir" >&2
+    else
+        rm -rf -- "$run_dir"
+    fi
+    echo "netsim stopped; its namespaces, veths and bridge are gone" >&2
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+now() {
+    date +%s.%N
+}
+
+# Sleeps in a way a signal interrupts at once (bash runs a trap only after
+# the foreground command ends; `wait` returns as soon as a signal comes).
+pause() {
+    sleep "$1" &
+    sleep_pid="$!"
+    wait "$sleep_pid"
+    sleep_pid=""
+}
+
+# Node i's address: 10.G.B.C with G = 1 + (i-1) mod 16, so consecutive nodes
+# fall in different /16 groups.
+node_ip() {
+    local k=$(($1 - 1))
+    echo "10.$((1 + k % 16)).$((k / 16 / 250)).$((1 + (k / 16) % 250))"
+}
+
+# Node i's MAC address, fixed so every neighbour entry can be pinned.
+node_mac() {
+    printf '02:6f:63:00:%02x:%02x' $(($1 / 256)) $(($1 % 256))
+}
+
+# Runs ourcoin-cli inside node i's namespace, against node i, with node i's wallet.
+cli_at() {
+    local i="$1"
+    shift
+    ip netns exec "$prefix-$i" timeout 30 "$cli" --network regtest --node "${query_addrs[i]}" \
+        --wallet "$run_dir/node-$i/wallet.json" "$@"
+}
+
+# The height of the best block node i has logged (0 before the first).
+logged_height() {
+    local line
+    line="$(tac "$run_dir/node-$1/node.log" 2>/dev/null | grep -m 1 'new best block' || true)"
+    if [[ "$line" =~ height=([0-9]+) ]]; then
+        echo "${BASH_REMATCH[1]}"
+    else
+        echo 0
+    fi
+}
+
+# Interface counters of every node's link, seen from the hub: what the hub
+# end receives the node sent. Prints "i sent received" lines.
+link_counters() {
+    ip -n "$hub" -s -o link show | awk '
+        {
+            if (match($0, /^[0-9]+: n[0-9]+@/)) {
+                name = substr($0, RSTART, RLENGTH); sub(/^[0-9]+: n/, "", name); sub(/@$/, "", name)
+                # -o puts the statistics on the same line: "RX: bytes packets ... \    N P ..."
+                split($0, parts, /\\/)
+                for (p in parts) {
+                    if (parts[p] ~ /RX: *bytes/) rxi = p + 1
+                    if (parts[p] ~ /TX: *bytes/) txi = p + 1
+                }
+                split(parts[rxi], rx, " "); split(parts[txi], tx, " ")
+                print name, rx[1], tx[1]
+            }
+        }' | sort -n
+}
+
+# Gossip counters of every node's block topic from its metrics endpoint:
+# prints "i received_with_duplicates received_first" lines.
+gossip_counters() {
+    local i body
+    for ((i = 1; i <= nodes; i++)); do
+        body="$(ip netns exec "$prefix-$i" timeout 5 bash -c \
+            "exec 3<>/dev/tcp/127.0.0.1/$metrics_port && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" \
+            2>/dev/null || true)"
+        awk -v i="$i" '
+            /gossipsub_topic_msg_recv_counts_unfiltered/ && /block/ && !/^#/ { all += $NF }
+            /gossipsub_topic_msg_recv_counts(_total)?[{ ]/ && !/unfiltered/ && /block/ && !/^#/ { first += $NF }
+            END { print i, all + 0, first + 0 }' <<<"$body"
+    done
+}
+
+# Records that a phase starts or ends now, with the link (and gossip) counters.
+mark() {
+    local name="$1"
+    echo "$name $(now)" >>"$run_dir/phases"
+    link_counters >"$run_dir/links-$name"
+    if ((has_metrics)); then
+        gossip_counters >"$run_dir/gossip-$name"
+    fi
+}
+
+arp_stats() {
+    ip -s ntable show name arp_cache | awk '
+        /entries/ { for (f = 1; f < NF; f++) if ($f == "entries") e = $(f + 1) }
+        /forced_gc_runs/ { for (f = 1; f < NF; f++) if ($f == "forced_gc_runs") g = $(f + 1) }
+        /table_fulls/ { for (f = 1; f < NF; f++) if ($f == "table_fulls") t = $(f + 1) }
+        END { print e + 0, g + 0, t + 0 }' | head -n 1
+}
+
+# --- the network ---------------------------------------------------------
+
+echo "netsim: $nodes nodes, $miners miner(s), run directory $run_dir" >&2
+echo "netsim: no latency emulation (the netem qdisc does not exist on these machines)" >&2
+read -r arp_entries_before arp_forced_gc_before arp_fulls_before <<<"$(arp_stats)"
+
+ip netns add "$hub"
+made_namespaces+=("$hub")
+ip -n "$hub" link set lo up
+ip -n "$hub" link add br0 type bridge
+ip -n "$hub" link set br0 up
+ip netns exec "$hub" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1
+
+for ((i = 1; i <= nodes; i++)); do
+    ns="$prefix-$i"
+    ip netns add "$ns"
+    made_namespaces+=("$ns")
+    ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$hub" link add "n$i" type veth peer name eth0 netns "$ns"
+    ip -n "$hub" link set "n$i" master br0 up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 address "$(node_mac "$i")"
+    # A /8 on eth0 is the route to every node and to nothing else.
+    ip -n "$ns" addr add "$(node_ip "$i")/8" dev eth0
+    ip -n "$ns" link set eth0 up
+    if [[ -n "$rate_limit" ]]; then
+        # tbf's burst must hold at least one packet at the rate; 64 KiB does
+        # for any rate, and 200 ms of queue before drops.
+        tc -n "$ns" qdisc add dev eth0 root tbf rate "$rate_limit" burst 64kb latency 200ms
+        tc -n "$hub" qdisc add dev "n$i" root tbf rate "$rate_limit" burst 64kb latency 200ms
+    fi
+done
+# Every namespace knows every other node's MAC address for good: the shared
+# neighbour table then learns nothing, so it cannot overflow.
+for ((i = 1; i <= nodes; i++)); do
+    for ((j = 1; j <= nodes; j++)); do
+        ((i == j)) || echo "neigh replace $(node_ip "$j") lladdr $(node_mac "$j") dev eth0 nud permanent"
+    done >"$run_dir/neigh-$i"
+    ip -n "$prefix-$i" -batch "$run_dir/neigh-$i"
+    rm -f -- "$run_dir/neigh-$i"
+done
+groups="$(for ((i = 1; i <= nodes; i++)); do node_ip "$i"; done | cut -d. -f1-2 | sort -u | wc -l)"
+echo "netsim: $nodes namespaces on bridge br0 (in $hub), addresses 10.1.0.1 to $(node_ip "$nodes") in $groups /16 groups, neighbours pinned${rate_limit:+, links shaped to $rate_limit each way}" >&2
+
+# --- the nodes -------------------------------------------------------------
+
+# Waits until node $1 (pid $2) logs its listen address on $4 with its peer
+# id, and prints that address.
+wait_for_listen_addr() {
+    local index="$1" pid="$2" log="$3" ip="$4" port="$5" addr
+    local deadline=$((SECONDS + start_timeout_secs))
+    while ((SECONDS < deadline)); do
+        # "listening on /ip4/IP/tcp/PORT/p2p/PEER_ID" (peer ids are base58).
+        addr="$(grep -oE "/ip4/${ip//./\\.}/tcp/$port/p2p/[1-9A-HJ-NP-Za-km-z]+" "$log" 2>/dev/null | head -n 1 || true)"
+        if [[ -n "$addr" ]]; then
+            echo "$addr"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "error: node $index exited while starting; the end of $log:" >&2
+            tail -n 20 "$log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "error: node $index did not log its listen address within ${start_timeout_secs}s; the end of $log:" >&2
+    tail -n 20 "$log" >&2
+    return 1
+}
+
+addrs=("")
+query_addrs=("")
+wallets=("")
+: >"$run_dir/nodes"
+for ((i = 1; i <= nodes; i++)); do
+    dir="$run_dir/node-$i"
+    mkdir -p "$dir"
+    address="$("$cli" --network regtest --wallet "$dir/wallet.json" wallet new | tail -n 1)"
+    wallets+=("$address")
+    ip="$(node_ip "$i")"
+    args=(--network regtest --datadir "$dir"
+        --listen "/ip4/$ip/tcp/$p2p_port" --listen "/ip4/127.0.0.1/tcp/$((query_port_base + i))")
+    if ((has_metrics)); then
+        args+=(--metrics "127.0.0.1:$metrics_port")
+    fi
+    if ((i <= miners)); then
+        args+=(--mine --miner-address "$address")
+    fi
+    bootstraps=""
+    if ((i > 1)); then
+        # Up to K distinct earlier nodes, at random.
+        for j in $(shuf -i 1-$((i - 1)) -n "$bootstrap_from"); do
+            args+=(--bootstrap "${addrs[j]}")
+            bootstraps+="$j "
+        done
+    fi
+    # No colours in the log files.
+    NO_COLOR=1 ip netns exec "$prefix-$i" "$ourcoind" "${args[@]}" >"$dir/node.log" 2>&1 &
+    pid="$!"
+    pids+=("$pid")
+    addr="$(wait_for_listen_addr "$i" "$pid" "$dir/node.log" "$ip" "$p2p_port")"
+    addrs+=("$addr")
+    query_addrs+=("/ip4/127.0.0.1/tcp/$((query_port_base + i))/p2p/${addr##*/p2p/}")
+    echo "$i $pid $ip $((i <= miners ? 1 : 0)) ${addr##*/p2p/}" >>"$run_dir/nodes"
+    role=""
+    ((i <= miners)) && role=", mining"
+    echo "node $i: $addr${bootstraps:+ (bootstrap: nodes ${bootstraps% })}$role" >&2
+done
+echo "last_start $(now)" >>"$run_dir/phases"
+
+# --- converge ----------------------------------------------------------------
+
+# The first block mined after the last start must reach every node.
+target_height=$(($(logged_height 1) + 1))
+for ((m = 2; m <= miners; m++)); do
+    h=$(($(logged_height "$m") + 1))
+    ((h > target_height)) && target_height=$h
+done
+echo "netsim: waiting until every node has height $target_height (timeout ${converge_timeout}s)..." >&2
+deadline=$((SECONDS + converge_timeout))
+while true; do
+    behind=0
+    for ((i = 1; i <= nodes; i++)); do
+        if (($(logged_height "$i") < target_height)); then
+            behind=$((behind + 1))
+        fi
+    done
+    ((behind == 0)) && break
+    if ((SECONDS >= deadline)); then
+        echo "error: $behind node(s) still below height $target_height after ${converge_timeout}s" >&2
+        exit 1
+    fi
+    for ((i = 1; i <= nodes; i++)); do
+        if ! kill -0 "${pids[i - 1]}" 2>/dev/null; then
+            echo "error: node $i stopped; the end of $run_dir/node-$i/node.log:" >&2
+            tail -n 20 "$run_dir/node-$i/node.log" >&2
+            exit 1
+        fi
+    done
+    sleep 1
+done
+echo "converged $(now)" >>"$run_dir/phases"
+echo "netsim: converged" >&2
+
+# --- idle ----------------------------------------------------------------------
+
+echo "netsim: idle phase, ${idle_secs}s (blocks, no payments, no queries)..." >&2
+mark idle_start
+pause "$idle_secs"
+mark idle_end
+
+# --- fund ----------------------------------------------------------------------
+
+# Payers are the nodes after the miners; each miner pays its share of them.
+payer_ids=()
+for ((p = 0; p < payers; p++)); do
+    payer_ids+=($((miners + 1 + p)))
+done
+echo "netsim: the miners fund ${#payer_ids[@]} payers..." >&2
+for p in "${payer_ids[@]}"; do
+    miner=$((1 + p % miners))
+    sent=0
+    # The miner's rewards mature after 10 blocks, and a sender may have only
+    # so many payments pending: retry for a while.
+    for _ in {1..60}; do
+        if cli_at "$miner" send --to "${wallets[p]}" --amount 10 >/dev/null 2>"$run_dir/send.err"; then
+            sent=1
+            break
+        fi
+        sleep 1
+    done
+    if ((!sent)); then
+        echo "error: miner $miner could not fund node $p: $(tail -n 1 "$run_dir/send.err")" >&2
+        exit 1
+    fi
+done
+for p in "${payer_ids[@]}"; do
+    deadline=$((SECONDS + 120))
+    until [[ "$(cli_at "$p" --json balance 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["confirmed"] > 0)' 2>/dev/null)" == True ]]; do
+        if ((SECONDS >= deadline)); then
+            echo "error: node $p's funding was not confirmed within 120 s" >&2
+            exit 1
+        fi
+        sleep 1
+    done
+done
+
+# --- load ------------------------------------------------------------------------
+
+echo "netsim: payment phase, ${load_secs}s at about $tx_rate payment(s) a second..." >&2
+mark load_start
+interval_us="$(awk -v r="$tx_rate" 'BEGIN { printf "%d", 1000000 / r }')"
+# One payment every interval, each in the background so that a slow send
+# (on a loaded machine one takes seconds) does not slow the rate. Payers
+# take turns, so no two sends from one wallet overlap (they would pick the
+# same nonce); when every payer is still busy, the turn waits.
+pay() {
+    local from="$1" to="$2" started_us result
+    started_us="${EPOCHREALTIME/./}"
+    if cli_at "$from" --json send --to "${wallets[to]}" --amount 0.001 >/dev/null 2>>"$run_dir/payments.err"; then
+        result=ok
+    else
+        result=failed
+    fi
+    echo "$result $started_us ${EPOCHREALTIME/./} $from $to" >>"$run_dir/payments"
+}
+(
+    trap - EXIT
+    trap 'exit 0' TERM
+    declare -A busy=()
+    turn=0
+    next_us="${EPOCHREALTIME/./}"
+    end=$((SECONDS + load_secs))
+    while ((SECONDS < end)); do
+        from="${payer_ids[turn % ${#payer_ids[@]}]}"
+        if [[ -n "${busy[$from]:-}" ]] && kill -0 "${busy[$from]}" 2>/dev/null; then
+            sleep 0.05
+            continue
+        fi
+        turn=$((turn + 1))
+        pay "$from" $((1 + RANDOM % nodes)) &
+        busy[$from]="$!"
+        next_us=$((next_us + interval_us))
+        rest_us=$((next_us - ${EPOCHREALTIME/./}))
+        if ((rest_us > 0)); then
+            sleep "$(printf '%d.%06d' $((rest_us / 1000000)) $((rest_us % 1000000)))"
+        fi
+    done
+    wait
+) &
+payment_pid="$!"
+pause "$load_secs"
+wait "$payment_pid" || true
+payment_pid=""
+mark load_end
+
+# --- figures ---------------------------------------------------------------------
+
+echo "netsim: collecting peers and RSS..." >&2
+# Eight queries at a time: one after another, a hundred loaded nodes take
+# minutes. (A bare `wait` would wait for the nodes too.)
+batch=()
+for ((i = 1; i <= nodes; i++)); do
+    (
+        status="$(cli_at "$i" --json status 2>/dev/null || echo '{}')"
+        rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/${pids[i - 1]}/status" 2>/dev/null || echo 0)"
+        hwm="$(awk '/^VmHWM:/ { print $2 }' "/proc/${pids[i - 1]}/status" 2>/dev/null || echo 0)"
+        echo "$i $rss $hwm $(tr -d '\n' <<<"$status")" >"$run_dir/final-$i"
+    ) &
+    batch+=("$!")
+    if ((${#batch[@]} == 8 || i == nodes)); then
+        wait "${batch[@]}" || true
+        batch=()
+    fi
+done
+for ((i = 1; i <= nodes; i++)); do
+    cat "$run_dir/final-$i"
+done >"$run_dir/final"
+read -r arp_entries_after arp_forced_gc_after arp_fulls_after <<<"$(arp_stats)"
+learned=0
+for ((i = 1; i <= nodes; i++)); do
+    learned=$((learned + $(ip -n "$prefix-$i" neigh show | grep -vc PERMANENT || true)))
+done
+cat >"$run_dir/machine" <<EOF
+cpu $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
+cores $(nproc)
+memory_gib $(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
+kernel $(uname -r)
+commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+binaries $bin_dir
+version $("$ourcoind" --version | head -n 1)
+arp $arp_entries_before $arp_forced_gc_before $arp_fulls_before $arp_entries_after $arp_forced_gc_after $arp_fulls_after $learned
+settings $nodes $miners $bootstrap_from $idle_secs $load_secs $tx_rate ${#payer_ids[@]} ${rate_limit:-none} $has_metrics
+EOF
+
+# The figures need only the files: stop the nodes first, so the analysis
+# does not wait for a share of a machine a hundred nodes keep busy.
+stop_nodes
+
+python3 - "$run_dir" "$out" <<'PYTHON'
+"""Turns a netsim run directory into figures: a table for people and one JSON line."""
+import json
+import os
+import re
+import statistics
+import sys
+from datetime import datetime
+
+run_dir, out = sys.argv[1], sys.argv[2]
+
+
+def read_lines(name):
+    path = os.path.join(run_dir, name)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def percentile(values, q):
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def spread(values):
+    if not values:
+        return {"min": None, "median": None, "max": None}
+    return {"min": min(values), "median": round(statistics.median(values), 1), "max": max(values)}
+
+
+def stamp(text):
+    # tracing writes RFC 3339 in UTC with microseconds: 2026-12-03T12:04:09.123456Z
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+phases = {name: float(t) for name, t in (line.split() for line in read_lines("phases"))}
+nodes = []
+for line in read_lines("nodes"):
+    index, pid, ip, miner, peer_id = line.split()
+    nodes.append({"index": int(index), "ip": ip, "miner": miner == "1", "peer_id": peer_id})
+n = len(nodes)
+machine = dict(line.split(" ", 1) for line in read_lines("machine"))
+
+line_re = re.compile(r"^(\S+)\s+INFO\s.*?(new best block|mined a block)(.*)$")
+field_re = re.compile(r"(\w+)=(\S+)")
+best = {}  # node -> [(time, height, hash)]
+mined = []  # (time, node, hash)
+listened = {}
+for node in nodes:
+    i = node["index"]
+    best[i] = []
+    with open(os.path.join(run_dir, f"node-{i}", "node.log"), errors="replace") as f:
+        for raw in f:
+            if i not in listened and "listening on" in raw:
+                listened[i] = stamp(raw.split()[0])
+            m = line_re.match(raw)
+            if not m:
+                continue
+            # Fields come before or after the message depending on the formatter.
+            fields = dict(field_re.findall(raw))
+            t = stamp(m.group(1))
+            if m.group(2) == "mined a block":
+                mined.append((t, i, fields.get("hash")))
+            else:
+                best[i].append((t, int(fields.get("height", 0)), fields.get("hash")))
+
+# Convergence: the first block mined after the last node started, until every
+# node had it or a higher block as its best.
+last_start = phases["last_start"]
+after = sorted(m for m in mined if m[0] > last_start)
+convergence_s = None
+if after:
+    first_time, _, first_hash = after[0]
+    height = None
+    for entries in best.values():
+        for t, h, hsh in entries:
+            if hsh == first_hash:
+                height = h
+    if height is not None:
+        reached = []
+        for i, entries in best.items():
+            times = [t for t, h, _ in entries if h >= height]
+            reached.append(min(times) if times else None)
+        if all(r is not None for r in reached):
+            convergence_s = max(reached) - last_start
+startup_s = last_start - min(listened.values()) if listened else None
+
+# Propagation: every block mined from the idle phase on, to every other node
+# that logged it as its new best block (blocks that came in a sync batch are
+# logged only as its last, so a few pairs may be missing; coverage says how many).
+window_start, window_end = phases["idle_start"], phases["load_end"]
+seen = {i: {hsh: t for t, _, hsh in entries} for i, entries in best.items()}
+delays = []
+last_node_delays = []
+pairs = 0
+for t0, miner, hsh in mined:
+    if not (window_start <= t0 <= window_end):
+        continue
+    block_delays = []
+    for node in nodes:
+        if node["index"] == miner:
+            continue
+        pairs += 1
+        t = seen[node["index"]].get(hsh)
+        if t is not None:
+            block_delays.append((t - t0) * 1000)
+    delays.extend(block_delays)
+    if len(block_delays) == n - 1:
+        last_node_delays.append(max(block_delays))
+
+
+def blocks_between(start, end):
+    return len({hsh for t, _, hsh in mined if phases[start] <= t < phases[end]})
+
+
+def links(name):
+    return {int(i): (int(s), int(r)) for i, s, r in (line.split() for line in read_lines(f"links-{name}"))}
+
+
+def traffic(start, end):
+    a, b = links(start), links(end)
+    secs = phases[end] - phases[start]
+    blocks = blocks_between(start, end)
+    sent = [b[i][0] - a[i][0] for i in b if i in a]
+    received = [b[i][1] - a[i][1] for i in b if i in a]
+    total = [s + r for s, r in zip(sent, received)]
+    per_s = lambda values: round(statistics.median(values) / secs) if values else None
+    per_block = lambda values: round(statistics.median(values) / blocks) if values and blocks else None
+    return {
+        "seconds": round(secs, 1),
+        "blocks": blocks,
+        "sent_bytes_per_s": per_s(sent),
+        "received_bytes_per_s": per_s(received),
+        "bytes_per_s": per_s(total),
+        "bytes_per_s_max": round(max(total) / secs) if total else None,
+        "sent_bytes_per_block": per_block(sent),
+        "received_bytes_per_block": per_block(received),
+        "bytes_per_block": per_block(total),
+    }
+
+
+idle = traffic("idle_start", "idle_end")
+load = traffic("load_start", "load_end")
+payments = [line.split() for line in read_lines("payments")]
+payments_ok = sum(1 for p in payments if p[0] == "ok")
+load["payments_sent"] = payments_ok
+load["payments_failed"] = len(payments) - payments_ok
+load["payments_per_s"] = round(payments_ok / load["seconds"], 2)
+confirmed = 0
+# Payments confirmed by 5 s after the phase (the figures are collected
+# after it, so the logs reach that far). txs= on the miners' own "new best block" lines counts the payments (not the coinbase).
+for node in nodes:
+    if node["miner"]:
+        mined_hashes = {hsh for t, i, hsh in mined if i == node["index"]}
+        with open(os.path.join(run_dir, f"node-{node['index']}", "node.log"), errors="replace") as f:
+            for raw in f:
+                if "new best block" not in raw:
+                    continue
+                fields = dict(field_re.findall(raw))
+                t = stamp(raw.split()[0])
+                if fields.get("hash") in mined_hashes and phases["load_start"] <= t < phases["load_end"] + 5:
+                    confirmed += int(fields.get("txs", 0))
+load["payments_in_blocks"] = confirmed
+if payments_ok:
+    links_a, links_b = links("load_start"), links("load_end")
+    total = [sum(links_b[i]) - sum(links_a[i]) for i in links_b if i in links_a]
+    # What a payment adds over the idle rate, per node.
+    extra = statistics.median(total) - (idle["bytes_per_s"] or 0) * load["seconds"]
+    load["extra_bytes_per_payment"] = round(extra / payments_ok)
+
+duplicates = None
+duplicates_note = "ourcoind has no --metrics"
+if machine["settings"].split()[-1] == "1":
+    duplicates_note = "the metrics endpoint serves no gossipsub_topic_msg_recv_counts_unfiltered"
+    def gossip(name):
+        return {int(i): (int(a), int(f)) for i, a, f in (line.split() for line in read_lines(f"gossip-{name}"))}
+    start, end = gossip("load_start"), gossip("load_end")
+    blocks = load["blocks"]
+    per_node = [((end[i][0] - start[i][0]) - (end[i][1] - start[i][1])) / blocks for i in end if i in start and blocks]
+    if per_node and any(end[i][0] for i in end):
+        duplicates = round(statistics.median(per_node), 2)
+        duplicates_note = "gossipsub metrics, received with duplicates minus received first, block topic"
+
+final = {}
+for line in read_lines("final"):
+    i, rss, hwm, status = line.split(" ", 3)
+    try:
+        status = json.loads(status)
+    except json.JSONDecodeError:
+        status = {}
+    final[int(i)] = (int(rss), int(hwm), status)
+peers = [s.get("peers") for _, _, s in final.values() if isinstance(s.get("peers"), int)]
+rss_mib = [round(r / 1024, 1) for r, _, _ in final.values() if r]
+hwm_mib = [round(h / 1024, 1) for _, h, _ in final.values() if h]
+arp = [int(x) for x in machine["arp"].split()]
+settings = machine["settings"].split()
+
+result = {
+    "netsim": 1,
+    "date": datetime.utcfromtimestamp(phases["load_end"]).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    "machine": {"cpu": machine["cpu"], "cores": int(machine["cores"]), "memory_gib": int(machine["memory_gib"]),
+                "kernel": machine["kernel"]},
+    # The script's commit; the binaries may come from elsewhere (OURCOIN_BIN_DIR).
+    "commit": machine["commit"],
+    "binaries": machine["binaries"],
+    "ourcoind_version": machine["version"],
+    "nodes": n,
+    "miners": int(settings[1]),
+    "bootstrap_from": int(settings[2]),
+    "rate_limit": None if settings[7] == "none" else settings[7],
+    "latency_emulation": None,
+    "network_groups": len({".".join(node["ip"].split(".")[:2]) for node in nodes}),
+    "startup_s": round(startup_s, 2) if startup_s is not None else None,
+    "convergence_s": round(convergence_s, 2) if convergence_s is not None else None,
+    "peers": spread(peers),
+    "propagation_ms": {"p50": percentile(delays, 50), "p90": percentile(delays, 90), "p99": percentile(delays, 99),
+                       "coverage": round(len(delays) / pairs, 3) if pairs else None},
+    "propagation_to_last_node_ms_p50": percentile(last_node_delays, 50),
+    "gossip_duplicates_per_node_per_block": duplicates,
+    "gossip_duplicates_source": duplicates_note,
+    "idle": idle,
+    "load": load,
+    "rss_mib": spread(rss_mib),
+    "rss_peak_mib_max": max(hwm_mib) if hwm_mib else None,
+    "neighbour_table": {"learned_entries": arp[6], "table_fulls": arp[5] - arp[2],
+                        "forced_gc_runs": arp[4] - arp[1]},
+}
+for key in ("p50", "p90", "p99"):
+    if result["propagation_ms"][key] is not None:
+        result["propagation_ms"][key] = round(result["propagation_ms"][key], 1)
+if result["propagation_to_last_node_ms_p50"] is not None:
+    result["propagation_to_last_node_ms_p50"] = round(result["propagation_to_last_node_ms_p50"], 1)
+
+
+def show(value, unit=""):
+    return "n/a" if value is None else f"{value}{unit}"
+
+
+pm = result["propagation_ms"]
+rows = [
+    ("machine", f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, kernel {machine['kernel']}"),
+    ("nodes", f"{n} in {result['network_groups']} /16 groups, {result['miners']} miner(s), "
+              f"bootstrap from up to {result['bootstrap_from']}, links "
+              f"{result['rate_limit'] or 'unshaped'}, no latency emulation"),
+    ("start of all nodes", show(result["startup_s"], " s")),
+    ("convergence after the last start", show(result["convergence_s"], " s")),
+    ("peers per node min/median/max", f"{result['peers']['min']} / {result['peers']['median']} / {result['peers']['max']}"),
+    ("propagation p50/p90/p99", f"{show(pm['p50'])} / {show(pm['p90'])} / {show(pm['p99'])} ms "
+                                f"({show(pm['coverage'])} of block-node pairs logged)"),
+    ("propagation to the last node, p50", show(result["propagation_to_last_node_ms_p50"], " ms")),
+    ("gossip duplicates per node per block", f"{show(duplicates)} ({duplicates_note})"),
+    ("idle: bytes/s per node (sent+received), median / max", f"{show(idle['bytes_per_s'])} / {show(idle['bytes_per_s_max'])}"),
+    ("idle: bytes per node per block, sent / received", f"{show(idle['sent_bytes_per_block'])} / {show(idle['received_bytes_per_block'])} ({idle['blocks']} blocks)"),
+    ("load: payments sent (failed), confirmed by 5 s after", f"{load['payments_sent']} ({load['payments_failed']}), {load['payments_in_blocks']}; {load['blocks']} blocks in the phase"),
+    ("load: bytes/s per node (sent+received), median / max", f"{show(load['bytes_per_s'])} / {show(load['bytes_per_s_max'])}"),
+    ("load: bytes per node per block, sent / received", f"{show(load['sent_bytes_per_block'])} / {show(load['received_bytes_per_block'])}"),
+    ("load: extra bytes per node per payment", show(load.get("extra_bytes_per_payment"))),
+    ("RSS per node min/median/max (peak max)", f"{result['rss_mib']['min']} / {result['rss_mib']['median']} / {result['rss_mib']['max']} MiB ({show(result['rss_peak_mib_max'])})"),
+    ("neighbour table", f"{arp[6]} learned entries, table full {arp[5] - arp[2]} times, forced gc {arp[4] - arp[1]} times"),
+]
+width = max(len(k) for k, _ in rows)
+print()
+for k, v in rows:
+    print(f"  {k:<{width}}  {v}")
+print()
+line = json.dumps(result, separators=(",", ":"))
+with open(out, "w") as f:
+    f.write(line + "\n")
+print(f"written to {out}", file=sys.stderr)
+print(line)
+PYTHON
