@@ -36,6 +36,9 @@
 #   fund      the miners pay --payers other nodes (not measured)
 #   load      --load seconds of payments (ourcoin-cli send inside a payer's
 #             namespace, to its own node) at about --tx-rate a second
+#   quiet     the miners stop; --quiet seconds of no blocks and no payments:
+#             what an idle network costs a node beside its blocks (measured
+#             on the nodes that do not mine)
 # Figures: convergence time; peers per node; block propagation (the miner's
 # "mined a block" log line against each node's "new best block" line for the
 # same hash; all namespaces share one clock; with several miners a block
@@ -71,6 +74,7 @@ usage: $0 NODES [OPTIONS]      (NODES: 2 to $max_nodes)
   --bootstrap-from K    each node bootstraps from up to K random earlier nodes (default 2)
   --idle SECS           length of the idle phase, no payments (default 30)
   --load SECS           length of the payment phase (default 60)
+  --quiet SECS          length of the phase without blocks, after the miners stop (default 30)
   --tx-rate R           payments a second in the payment phase (default 2)
   --payers P            nodes the miners fund, which then pay others (default 10)
   --rate-limit RATE     shape each node's link with tc tbf, both ways (a tc rate such
@@ -123,6 +127,7 @@ shift
 miners=1
 bootstrap_from=2
 idle_secs=30
+quiet_secs=30
 load_secs=60
 tx_rate=2
 payers=10
@@ -135,6 +140,7 @@ while (($# > 0)); do
         --miners) miners="$2" ;;
         --bootstrap-from) bootstrap_from="$2" ;;
         --idle) idle_secs="$2" ;;
+        --quiet) quiet_secs="$2" ;;
         --load) load_secs="$2" ;;
         --tx-rate) tx_rate="$2" ;;
         --payers) payers="$2" ;;
@@ -149,7 +155,7 @@ done
 if ! [[ "$nodes" =~ ^[0-9]+$ ]] || ((nodes < 2 || nodes > max_nodes)); then
     usage
 fi
-for pair in "miners:$miners" "bootstrap-from:$bootstrap_from" "idle:$idle_secs" "load:$load_secs" \
+for pair in "miners:$miners" "bootstrap-from:$bootstrap_from" "idle:$idle_secs" "quiet:$quiet_secs" "load:$load_secs" \
     "payers:$payers" "converge-timeout:$converge_timeout"; do
     if ! [[ "${pair#*:}" =~ ^[0-9]+$ ]]; then
         echo "error: --${pair%%:*} takes a whole number, not '${pair#*:}'" >&2
@@ -636,6 +642,17 @@ learned=0
 for ((i = 1; i <= nodes; i++)); do
     learned=$((learned + $(ip -n "$prefix-$i" neigh show | grep -vc PERMANENT || true)))
 done
+# --- quiet -------------------------------------------------------------------------
+
+echo "netsim: quiet phase, ${quiet_secs}s (the miners stop: no blocks, no payments)..." >&2
+for ((i = 1; i <= miners; i++)); do
+    kill -TERM "${pids[i - 1]}" 2>/dev/null || true
+done
+pause 5
+mark quiet_start
+pause "$quiet_secs"
+mark quiet_end
+
 cat >"$run_dir/machine" <<EOF
 cpu $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 cores $(nproc)
@@ -776,8 +793,9 @@ def links(name):
     return {int(i): (int(s), int(r)) for i, s, r in (line.split() for line in read_lines(f"links-{name}"))}
 
 
-def traffic(start, end):
+def traffic(start, end, skip=()):
     a, b = links(start), links(end)
+    a = {i: v for i, v in a.items() if i not in skip}
     secs = phases[end] - phases[start]
     blocks = blocks_between(start, end)
     sent = [b[i][0] - a[i][0] for i in b if i in a]
@@ -799,6 +817,7 @@ def traffic(start, end):
 
 
 idle = traffic("idle_start", "idle_end")
+quiet = traffic("quiet_start", "quiet_end", skip=set(range(1, int(machine["settings"].split()[1]) + 1)))
 load = traffic("load_start", "load_end")
 payments = [line.split() for line in read_lines("payments")]
 payments_ok = sum(1 for p in payments if p[0] == "ok")
@@ -879,6 +898,7 @@ result = {
     "gossip_duplicates_source": duplicates_note,
     "idle": idle,
     "load": load,
+    "quiet": quiet,
     "rss_mib": spread(rss_mib),
     "rss_peak_mib_max": max(hwm_mib) if hwm_mib else None,
     "neighbour_table": {"learned_entries": arp[6], "table_fulls": arp[5] - arp[2],
@@ -911,6 +931,7 @@ rows = [
     ("idle: bytes/s per node (sent+received), median / max", f"{show(idle['bytes_per_s'])} / {show(idle['bytes_per_s_max'])}"),
     ("idle: bytes per node per block, sent / received", f"{show(idle['sent_bytes_per_block'])} / {show(idle['received_bytes_per_block'])} ({idle['blocks']} blocks)"),
     ("load: payments sent (failed), confirmed by 5 s after", f"{load['payments_sent']} ({load['payments_failed']}), {load['payments_in_blocks']}; {load['blocks']} blocks in the phase"),
+    ("quiet (no blocks): bytes/s per node (sent+received), median / max", f"{show(quiet['bytes_per_s'])} / {show(quiet['bytes_per_s_max'])}"),
     ("load: bytes/s per node (sent+received), median / max", f"{show(load['bytes_per_s'])} / {show(load['bytes_per_s_max'])}"),
     ("load: bytes per node per block, sent / received", f"{show(load['sent_bytes_per_block'])} / {show(load['received_bytes_per_block'])}"),
     ("load: extra bytes per node per payment", show(load.get("extra_bytes_per_payment"))),

@@ -42,6 +42,12 @@ pub enum BehaviourError {
 
 /// Connections at most per peer.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// How often peers are pinged (libp2p's default is 15 s; bitcoind pings
+/// every 2 minutes) and identify is repeated: an idle network's traffic is
+/// mostly these, times the peers.
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+pub const IDENTIFY_INTERVAL: Duration = Duration::from_secs(300);
+
 /// Inbound handshakes under way at once; the gate allows a few per address.
 pub const MAX_PENDING_HANDSHAKES: u32 = 256;
 /// Connections Kademlia's lookups may hold open besides the peers.
@@ -152,7 +158,9 @@ impl Behaviour {
             identify::Config::new(protocol_version(params), key.public())
                 .with_agent_version(agent_version())
                 .with_push_listen_addr_updates(true)
-                .with_interval(Duration::from_secs(60)),
+                // Changes of listen addresses are pushed at once; the periodic
+                // exchange (a new stream and ~700 bytes each way) is a backstop.
+                .with_interval(IDENTIFY_INTERVAL),
         );
 
         let sync = request_response::Behaviour::with_codec(
@@ -182,7 +190,7 @@ impl Behaviour {
             gossipsub,
             kad,
             identify,
-            ping: ping::Behaviour::default(),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
             sync,
             query,
         })
