@@ -129,6 +129,12 @@ impl Metrics {
         }
     }
 
+    /// The registry, for a behaviour that registers metrics of its own
+    /// (gossipsub) before the metrics are shared.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The registry as Prometheus (OpenMetrics) text.
     pub fn encode(&self) -> String {
         let mut text = String::new();

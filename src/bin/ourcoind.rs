@@ -189,7 +189,10 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
     let cookie = files::load_or_create_cookie(&datadir.join(".cookie"))?;
     let allow = config.query_allow.clone();
     let status_board = StatusBoard::default();
-    let (client, events, event_loop) = network::event_loop::new(
+    // The metrics exist before the network, so gossipsub can register its own.
+    let mut metrics = config.metrics.map(|addr| (addr, ourcoin::metrics::Metrics::new()));
+    let gossip_registry = metrics.as_mut().map(|(_, m)| m.registry_mut());
+    let (client, events, event_loop) = network::event_loop::new_with_gossip_metrics(
         key,
         params,
         NetworkConfig {
@@ -206,10 +209,11 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
             datadir: Some(datadir.clone()),
             cookie: Some(cookie),
         },
+        gossip_registry,
     )?;
-    let metrics = match config.metrics {
-        Some(addr) => {
-            let metrics = std::sync::Arc::new(ourcoin::metrics::Metrics::new());
+    let metrics = match metrics {
+        Some((addr, metrics)) => {
+            let metrics = std::sync::Arc::new(metrics);
             let bound = ourcoin::metrics::serve(addr, metrics.clone())
                 .await
                 .with_context(|| format!("--metrics: cannot listen on {addr}"))?;

@@ -117,7 +117,14 @@ fn score_params(params: &Params) -> gossipsub::PeerScoreParams {
 pub const MAX_GOSSIP_BYTES: usize = MAX_BLOCK_BYTES + 64 * 1024;
 
 impl Behaviour {
-    pub fn new(key: &Keypair, params: &Params, peer_limits: Limits) -> Result<Behaviour, BehaviourError> {
+    /// `gossip_metrics`: where gossipsub registers its own metrics (those of
+    /// messages received with their duplicates among them), if anywhere.
+    pub fn new(
+        key: &Keypair,
+        params: &Params,
+        peer_limits: Limits,
+        gossip_metrics: Option<&mut prometheus_client::registry::Registry>,
+    ) -> Result<Behaviour, BehaviourError> {
         let network = params.network;
         let peer_id = key.public().to_peer_id();
         // Content-hash ids: the same transaction or block relayed by two peers is one message.
@@ -140,6 +147,11 @@ impl Behaviour {
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
                 .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
         gossipsub.with_peer_score(score_params(params), score_thresholds()).map_err(BehaviourError::Gossipsub)?;
+        if let Some(registry) = gossip_metrics {
+            let mut config = gossipsub::MetricsConfig::default();
+            config.buckets_using_scoring_thresholds(&score_thresholds());
+            gossipsub = gossipsub.with_metrics(registry.sub_registry_with_prefix("gossipsub"), config);
+        }
 
         // Kademlia per network, so networks never mix their routing tables.
         let kad_protocol = StreamProtocol::try_from_owned(format!("/ourcoin/{network}/kad/1"))

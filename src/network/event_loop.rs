@@ -307,8 +307,18 @@ pub fn new(
     params: &'static Params,
     config: NetworkConfig,
 ) -> Result<(Client, NetworkEvents, EventLoop), NetworkError> {
+    new_with_gossip_metrics(key, params, config, None)
+}
+
+/// [`new`], with gossipsub's own metrics registered in `registry`.
+pub fn new_with_gossip_metrics(
+    key: Keypair,
+    params: &'static Params,
+    config: NetworkConfig,
+    registry: Option<&mut prometheus_client::registry::Registry>,
+) -> Result<(Client, NetworkEvents, EventLoop), NetworkError> {
     let peer_id = key.public().to_peer_id();
-    let behaviour = Behaviour::new(&key, params, config.limits)?;
+    let behaviour = Behaviour::new(&key, params, config.limits, registry)?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
