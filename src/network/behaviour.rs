@@ -159,7 +159,7 @@ impl Behaviour {
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_query_timeout(Duration::from_secs(30));
         // The event loop walks when it needs addresses; Kademlia's own bootstrap is rare.
-        kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(600)));
+        kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(1800)));
         // Only addresses that pass our filters enter the routing table.
         kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
         let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);

@@ -60,8 +60,8 @@ const MAX_OUTBOUND_DIALS: usize = 4;
 /// How long with no peer before the node says so.
 const ALONE_WARNING: Duration = Duration::from_secs(60);
 /// Kademlia lookups: this often while the node lacks outbound peers, else rarely.
-const WALK_WHEN_SHORT: Duration = Duration::from_secs(10);
-const WALK_INTERVAL: Duration = Duration::from_secs(300);
+const WALK_WHEN_SHORT: Duration = Duration::from_secs(20);
+const WALK_INTERVAL: Duration = Duration::from_secs(900);
 /// How often the address book is written.
 const BOOK_SAVE_INTERVAL: Duration = Duration::from_secs(60);
 /// Addresses taken from one identify message at most.

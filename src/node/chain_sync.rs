@@ -34,7 +34,7 @@ pub use super::sync::{PENALTY_BAD_HEADERS, PENALTY_FAILED_SYNC, PENALTY_WORK_CLA
 pub const SYNC_STALL: Duration = Duration::from_secs(20);
 /// How often every peer is asked its status again, so a peer dropped from
 /// sync can be trusted again, and a chain that grew without us is noticed.
-pub const STATUS_INTERVAL: Duration = Duration::from_secs(60);
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(120);
 /// Header cursors kept (the machine follows one chain; a few spare for
 /// replies that cross a change of source).
 const MAX_CURSORS: usize = 8;
