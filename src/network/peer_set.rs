@@ -218,13 +218,16 @@ impl PeerSet {
     /// A connection is up.
     pub fn established(&mut self, id: ConnectionId, opened: Opened, now: Instant) -> Vec<Action> {
         let Opened { peer, direction, addr, intended, manual } = opened;
+        let was_peer = self.is_peer(&peer);
+        // A peer's further connection is the peer's too: requests may travel
+        // on any of them, so it is never closed as a stranger's would be.
         let kind = match direction {
+            _ if was_peer => Kind::Peer,
             Direction::Outbound if intended => Kind::Peer,
             Direction::Outbound => Kind::Transient,
             Direction::Inbound => Kind::Pending,
         };
         let ip = ip_of(&addr);
-        let was_peer = self.is_peer(&peer);
         let connection =
             Connection { peer, direction, addr: addr.clone(), ip, kind, since: now, last_active: now, manual };
         self.connections.insert(id, connection);
@@ -291,13 +294,29 @@ impl PeerSet {
         let mut actions = Vec::new();
         if self.peer_count(Direction::Inbound) >= self.limits.max_inbound() && !was_peer {
             match self.eviction_choice(now) {
-                Some(victim) => actions.extend(self.close(victim, "evicted to make room for a newcomer")),
+                Some(victim) => {
+                    let victim_peer = self.connections.get(&victim).map(|c| c.peer);
+                    let all: Vec<ConnectionId> = self
+                        .connections
+                        .iter()
+                        .filter(|(_, c)| Some(c.peer) == victim_peer && c.kind != Kind::Closing)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for connection in all {
+                        actions.extend(self.close(connection, "evicted to make room for a newcomer"));
+                    }
+                }
                 None => return self.close(id, "inbound slots full"),
             }
         }
         if let Some(connection) = self.connections.get_mut(&id) {
             connection.kind = Kind::Peer;
             connection.last_active = now;
+        }
+        for other in self.connections.values_mut() {
+            if other.peer == peer && matches!(other.kind, Kind::Pending | Kind::Transient) {
+                other.kind = Kind::Peer;
+            }
         }
         if !was_peer {
             actions.push(Action::PeerUp { peer, addr, direction: Direction::Inbound });

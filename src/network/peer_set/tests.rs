@@ -121,8 +121,11 @@ fn an_outbound_connection_we_asked_for_is_a_peer_at_once() {
         h.at(0),
     );
     assert!(again.is_empty());
+    assert_eq!(h.set.connection(ConnectionId::new_unchecked(2)).map(|c| c.kind), Some(Kind::Peer));
     assert_eq!(h.set.outbound_groups().len(), 1);
-    assert_eq!(h.set.closed(id), vec![Action::PeerDown { peer }], "its other connection is not yet a peer's");
+    assert!(h.set.tick(h.at(60)).is_empty(), "a peer's further connection is never closed as a stranger's");
+    assert!(h.set.closed(id).is_empty(), "still a peer by its other connection");
+    assert_eq!(h.set.closed(ConnectionId::new_unchecked(2)), vec![Action::PeerDown { peer }]);
 }
 
 #[test]
