@@ -202,21 +202,8 @@ if [[ -n "$leftovers" ]]; then
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ -n "${OURCOIN_BIN_DIR:-}" ]]; then
-    bin_dir="$OURCOIN_BIN_DIR"
-else
-    echo "building the binaries (cargo build --release --bins)..." >&2
-    (cd "$root" && cargo build --release --bins)
-    bin_dir="${CARGO_TARGET_DIR:-$root/target}/release"
-fi
-readonly ourcoind="$bin_dir/ourcoind"
-readonly cli="$bin_dir/ourcoin-cli"
-for program in "$ourcoind" "$cli"; do
-    if [[ ! -x "$program" ]]; then
-        echo "error: $program is missing; build it or point OURCOIN_BIN_DIR at the binaries" >&2
-        exit 1
-    fi
-done
+# shellcheck source=scripts/binaries.sh
+source "$root/scripts/binaries.sh"
 # The metrics endpoint is newer than this script's first version: use it
 # when the node has it.
 has_metrics=0
