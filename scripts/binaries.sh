@@ -1,6 +1,8 @@
+# shellcheck shell=bash
 # Sourced by the scripts that run nodes: sets `ourcoind` and `cli` to the
 # release binaries, built with `cargo build --release --bins` unless
 # OURCOIN_BIN_DIR names a directory that already holds them. Needs `root`.
+: "${root:?the sourcing script sets root}"
 if [[ -n "${OURCOIN_BIN_DIR:-}" ]]; then
     bin_dir="$OURCOIN_BIN_DIR"
 else
