@@ -971,6 +971,7 @@ impl BenchPeer {
                             SyncRequest::MempoolIds => SyncResponse::MempoolIds(Vec::new()),
                             SyncRequest::MempoolTxs(_) => SyncResponse::MempoolTxs(Vec::new()),
                             SyncRequest::AnnounceTxs(_) => SyncResponse::Ack,
+                            SyncRequest::BlockTxs { .. } => SyncResponse::Refused("no blocks here".into()),
                             SyncRequest::Headers { .. } | SyncRequest::Blocks(_) if role == Role::SilentLiar => {
                                 held.push(channel);
                                 continue;
@@ -1040,7 +1041,10 @@ fn measure_validation(options: &Options) -> Result<ValidationFigures> {
     })?;
     eprintln!("report: node V validating a {}-payment block it never saw", grouped(BLOCK_PAYMENTS as u64));
     let started = Instant::now();
-    publisher.publish(ourcoin::network::Topic::Blocks, ourcoin::types::encode(&payment_block.block))?;
+    publisher.publish(
+        ourcoin::network::Topic::Blocks,
+        ourcoin::types::encode(&ourcoin::types::BlockMessage::Full(payment_block.block.clone())),
+    )?;
     let mut status_ms = Vec::new();
     wait_for("node V to connect the block", SYNC_DEADLINE, STATUS_POLL, || {
         let asked = Instant::now();

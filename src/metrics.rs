@@ -39,6 +39,15 @@ pub struct DirectionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// The outcomes `ourcoin_compact_blocks_total` counts.
+pub const COMPACT_OUTCOMES: [&str; 4] =
+    ["received", "rebuilt_without_roundtrip", "rebuilt_with_roundtrip", "fallen_back"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GossipLabels {
     pub topic: &'static str,
     pub direction: &'static str,
@@ -59,6 +68,12 @@ pub struct Metrics {
     pub peers_banned: Counter,
     pub sync_progress: Gauge<f64, AtomicU64>,
     pub gossip_bytes: Family<GossipLabels, Counter>,
+    /// Compact blocks received, and how each was rebuilt (`outcome`:
+    /// "received", "rebuilt_without_roundtrip", "rebuilt_with_roundtrip", "fallen_back").
+    pub compact_blocks: Family<OutcomeLabel, Counter>,
+    /// Bytes of the block messages received on gossip, and how many.
+    pub block_message_bytes: Counter,
+    pub block_messages: Counter,
     /// The direction of each connected peer's first connection.
     /// The transaction topic's hash, to tell the two topics apart.
     tx_topic: Mutex<Option<libp2p::gossipsub::TopicHash>>,
@@ -89,6 +104,9 @@ impl Metrics {
             peers_banned: Counter::default(),
             sync_progress: Gauge::default(),
             gossip_bytes: Family::default(),
+            compact_blocks: Family::default(),
+            block_message_bytes: Counter::default(),
+            block_messages: Counter::default(),
             tx_topic: Mutex::new(None),
         };
         metrics.register();
@@ -120,6 +138,20 @@ impl Metrics {
             self.sync_progress.clone(),
         );
         r.register("ourcoin_gossip_bytes", "Gossip payload bytes by topic and direction", self.gossip_bytes.clone());
+        r.register(
+            "ourcoin_compact_blocks",
+            "Compact blocks received, and how they were rebuilt",
+            self.compact_blocks.clone(),
+        );
+        r.register(
+            "ourcoin_block_message_bytes",
+            "Bytes of block messages received on gossip",
+            self.block_message_bytes.clone(),
+        );
+        r.register("ourcoin_block_messages", "Block messages received on gossip", self.block_messages.clone());
+        for outcome in COMPACT_OUTCOMES {
+            let _ = self.compact_blocks.get_or_create(&OutcomeLabel { outcome });
+        }
         // Every series exists from the start, so a scrape shows it at 0.
         for direction in ["inbound", "outbound"] {
             let _ = self.peers.get_or_create(&DirectionLabel { direction });

@@ -42,8 +42,8 @@ use ourcoin::node::{unix_now, BAN_SCORE};
 use ourcoin::store::SledStore;
 use ourcoin::testkit::{block_on, block_on_parent, block_on_tip, extend, mine_block, regtest};
 use ourcoin::types::{
-    decode, encode, Address, Amount, Block, BlockHash, BlockHeader, ChainId, CompactTarget, Hash256, Network,
-    PublicKeyBytes, SignatureBytes, SignedTransaction, Transaction, Txid, MAX_BLOCK_BYTES,
+    decode, encode, Address, Amount, Block, BlockHash, BlockHeader, BlockMessage, ChainId, CompactTarget, Hash256,
+    Network, PublicKeyBytes, SignatureBytes, SignedTransaction, Transaction, Txid, MAX_BLOCK_BYTES,
 };
 use ourcoin::wallet::Wallet;
 use serde_json::Value;
@@ -197,6 +197,7 @@ impl Answers {
                 SyncResponse::MempoolTxs(ids.iter().filter_map(|id| self.mempool_txs.get(id).copied()).collect())
             }
             SyncRequest::AnnounceTxs(_) => SyncResponse::Ack,
+            SyncRequest::BlockTxs { .. } => SyncResponse::Refused("no blocks here".into()),
         }
     }
 }
@@ -354,11 +355,15 @@ async fn serve(
             }
             NetworkEvent::Gossip { source, topic, data, .. } => {
                 if topic == Topic::Blocks {
-                    if let Ok(block) = decode::<Block>(&data, MAX_BLOCK_BYTES) {
+                    if let Ok(message) = decode::<BlockMessage>(&data, BlockMessage::MAX_BYTES) {
+                        let hash = match &message {
+                            BlockMessage::Compact(compact) => compact.hash(),
+                            BlockMessage::Full(block) => block.hash(),
+                        };
                         let mut observed = observed.lock().expect("observed");
                         *observed.blocks_heard.entry(source).or_default() += 1;
                         if source == target {
-                            observed.hashes_heard.insert(block.hash());
+                            observed.hashes_heard.insert(hash);
                         }
                         let _ = replies.send(Reply::Block(source));
                     }
@@ -439,7 +444,7 @@ struct Payload {
 }
 
 fn block_payload(block: Block) -> Payload {
-    Payload { topic: Topic::Blocks, data: encode(&block), block: Some(block) }
+    Payload { topic: Topic::Blocks, data: full_message(&block), block: Some(block) }
 }
 
 fn tx_payload(stx: SignedTransaction) -> Payload {
@@ -465,6 +470,11 @@ fn with_aggregate(mut block: Block, signatures: &[SignedTransaction]) -> Block {
 }
 
 /// `bytes` with the one-byte varint at `at` (below 0x80) written in two bytes.
+/// A block as the block topic carries it whole.
+fn full_message(block: &Block) -> Vec<u8> {
+    encode(&BlockMessage::Full(block.clone()))
+}
+
 fn overlong_varint_at(bytes: &[u8], at: usize) -> Vec<u8> {
     assert!(bytes[at] < 0x80, "a one-byte varint at {at}");
     let mut long = bytes[..at].to_vec();
@@ -610,20 +620,20 @@ fn block_cases() -> Vec<GossipCase> {
         },
         case("garbage bytes as a block", Rejected(None), |_| bytes_payload(Topic::Blocks, vec![0xff; 40])),
         case("trailing byte after a block", Rejected(None), |c| {
-            let mut bytes = encode(&c.block(&[]));
+            let mut bytes = full_message(&c.block(&[]));
             bytes.push(0);
             bytes_payload(Topic::Blocks, bytes)
         }),
         case("over-long varint in a block", Rejected(None), |c| {
-            // The header's version (1) is the first field.
-            bytes_payload(Topic::Blocks, overlong_varint_at(&encode(&c.block(&[])), 0))
+            // The header's version (1) is the first field after the message's tag.
+            bytes_payload(Topic::Blocks, overlong_varint_at(&full_message(&c.block(&[])), 1))
         }),
         case("block over 2 MiB", Rejected(None), |c| {
             let payment = c.pay(6 * COIN, 1_000);
             let mut block = c.block(&[payment]);
             block.body.transactions = vec![payment.tx; MAX_BLOCK_BYTES / encode(&payment.tx).len() + 16];
-            let data = encode(&block);
-            assert!(data.len() > MAX_BLOCK_BYTES && data.len() < MAX_BLOCK_BYTES + 32 * 1024, "{}", data.len());
+            let data = full_message(&block);
+            assert!(data.len() > BlockMessage::MAX_BYTES && data.len() < MAX_BLOCK_BYTES + 32 * 1024, "{}", data.len());
             bytes_payload(Topic::Blocks, data)
         }),
     ]
@@ -2084,13 +2094,13 @@ fn a_cheap_fork_from_genesis_is_neither_stored_nor_relayed() {
     let fork_started = Instant::now();
     let height_before = n.height();
     for (i, block) in fork.iter().enumerate() {
-        f.publish(Topic::Blocks, encode(block));
+        f.publish(Topic::Blocks, full_message(block));
         if i % 40 == 39 {
             // Load shaping: gossipsub queues at most 5,000 messages per peer.
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    f.publish(Topic::Blocks, encode(&marker));
+    f.publish(Topic::Blocks, full_message(&marker));
     let needles = ["block refused: ".to_string(), format!("source={f_id}"), format!("hash={}", marker.hash())];
     wait_until("N has handled the whole fork (it refuses the marker after it), or has banned F", DEADLINE, || {
         let lines = n.log_lines();

@@ -64,6 +64,7 @@ impl Publisher {
                             SyncRequest::MempoolIds => SyncResponse::MempoolIds(Vec::new()),
                             SyncRequest::MempoolTxs(_) => SyncResponse::MempoolTxs(Vec::new()),
                             SyncRequest::AnnounceTxs(_) => SyncResponse::Ack,
+                            SyncRequest::BlockTxs { .. } => SyncResponse::Refused("no blocks here".into()),
                         };
                         answering.send(Command::RespondSync { channel, response });
                     }
@@ -153,7 +154,7 @@ fn status_is_answered_while_the_node_validates_a_large_uncached_block_and_a_floo
     };
 
     let published = Instant::now();
-    publisher.publish(Topic::Blocks, encode(&block));
+    publisher.publish(Topic::Blocks, encode(&ourcoin::types::BlockMessage::Full(block.clone())));
     for tx in rest {
         publisher.publish(Topic::Transactions, encode(tx));
     }

@@ -77,7 +77,13 @@ struct Args {
     /// Run COMMAND (through sh -c) at each new best block; %s is its hash.
     #[arg(long, value_name = "COMMAND", allow_hyphen_values = true)]
     blocknotify: Option<String>,
+    /// Publish mined blocks whole instead of compact (for measurements).
+    #[arg(long, hide = true)]
+    relay_full_blocks: bool,
 }
+
+/// Set once from the command line, before the node starts.
+static RELAY_FULL_BLOCKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl From<Args> for Flags {
     fn from(a: Args) -> Flags {
@@ -106,7 +112,9 @@ impl From<Args> for Flags {
 }
 
 fn main() -> ExitCode {
-    let config = match resolve(Args::parse().into()) {
+    let args = Args::parse();
+    RELAY_FULL_BLOCKS.store(args.relay_full_blocks, std::sync::atomic::Ordering::Relaxed);
+    let config = match resolve(args.into()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -231,7 +239,9 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
     let data_files = DataFiles { mempool: datadir.join("mempool.dat") };
     let mining = if config.mine { config.miner_address.map(|a| (config.miner_threads, a)) } else { None };
     let blocknotify = config.blocknotify.clone().map(ourcoin::node::notify::BlockNotify::new);
-    let node = Node::new(chain, client, data_files, mining, status_board).with_operator(metrics, blocknotify);
+    let node = Node::new(chain, client, data_files, mining, status_board)
+        .with_operator(metrics, blocknotify)
+        .with_full_block_relay(RELAY_FULL_BLOCKS.load(std::sync::atomic::Ordering::Relaxed));
     // The node validates and stores on a thread of its own; this runtime
     // keeps polling the swarm whatever the node is busy with.
     let (stop, stop_rx) = tokio::sync::oneshot::channel();

@@ -398,6 +398,35 @@ impl<S: ChainStore> Chain<S> {
         self.accept_arrived(block, now, signatures, SignatureCheck::Verify, Arrival::Unrequested)
     }
 
+    /// What can be said of a relayed block from its header alone, before its
+    /// body is rebuilt (a compact block): it is not known already, the header
+    /// is valid with its proof of work, its parent is known and valid, the
+    /// header fits the parent, and its chain has at least the best chain's
+    /// work (the rule of [`Chain::accept_unrequested_block`]). Nothing is
+    /// written: the block itself is judged again when it is accepted.
+    pub fn precheck_relayed_header(&self, header: &BlockHeader, now: u64) -> Result<(), ValidationError> {
+        let hash = header.hash();
+        if let Some(entry) = self.index.get(&hash) {
+            return Err(if entry.invalid { ValidationError::InvalidAncestor } else { ValidationError::DuplicateBlock });
+        }
+        rules::check_header(self.params, header)?;
+        let Some((parent, median_time_past, anchor)) = self.parent_context(&header.prev) else {
+            check_not_too_far_ahead(self.params, header, now)?;
+            return Err(ValidationError::UnknownParent(header.prev));
+        };
+        let parent_entry = self.index.get(&header.prev);
+        if parent_entry.is_some_and(|p| p.invalid) {
+            return Err(ValidationError::InvalidAncestor);
+        }
+        let parent_work = parent_entry.map(|p| p.cumulative_work).unwrap_or_default();
+        let work = parent_work.checked_add(block_work(header)).unwrap_or(parent_work);
+        if work.checked_add(self.orphans.descendant_work(&hash)).unwrap_or(work) < self.tip_work() {
+            return Err(ValidationError::LessWorkThanBest);
+        }
+        let context = ParentContext { parent: &parent, median_time_past, anchor: anchor.as_ref() };
+        consensus::check_header_against_parent(self.params, header, &context, now)
+    }
+
     fn accept_arrived(
         &mut self,
         block: Block,

@@ -816,6 +816,12 @@ impl Mempool {
         account_nonce.saturating_add(u64::try_from(run).unwrap_or(u64::MAX))
     }
 
+    /// Every pending payment with its txid, in no order: the candidates a
+    /// compact block is rebuilt from.
+    pub fn payments(&self) -> impl Iterator<Item = (Txid, &Transaction)> + '_ {
+        self.entries.iter().map(|(txid, e)| (*txid, &e.stx.tx))
+    }
+
     /// Every pending transaction, sender by sender in nonce order, so that
     /// re-adding them in this order (a saved pool) never meets a gap.
     pub fn iter(&self) -> impl Iterator<Item = &SignedTransaction> + '_ {

@@ -3,11 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Block, BlockHash, BlockHeader, SignedTransaction, Txid, MAX_BLOCK_BYTES, MAX_TX_BYTES};
+use crate::types::{
+    Block, BlockHash, BlockHeader, SignedTransaction, Transaction, Txid, MAX_BLOCK_BYTES, MAX_TX_BYTES,
+};
 
 pub const SYNC_PROTOCOL: &str = "/ourcoin/sync/1";
 /// Bumped when the sync messages change incompatibly.
-pub const SYNC_VERSION: u32 = 1;
+pub const SYNC_VERSION: u32 = 2;
 /// Headers per response at most.
 pub const MAX_HEADERS: u32 = 2_000;
 /// Block hashes per request at most.
@@ -50,6 +52,11 @@ pub enum SyncRequest {
     /// Pending transactions the sender has and thinks we lack (after a reorg
     /// returned them to its mempool); we fetch the missing ones with `MempoolTxs`.
     AnnounceTxs(Vec<Txid>),
+    /// The payments at these positions of a block (a compact block's missing ones).
+    BlockTxs {
+        block: BlockHash,
+        indexes: Vec<u32>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,10 +66,15 @@ pub enum SyncResponse {
     Blocks(Vec<Block>),
     MempoolIds(Vec<Txid>),
     MempoolTxs(Vec<SignedTransaction>),
+    /// The payments asked for by `BlockTxs`, in the order asked.
+    BlockTxs(Vec<Transaction>),
     /// The request was refused (wrong network, malformed, rate-limited).
     Refused(String),
     /// Received; nothing to return.
     Ack,
 }
 
+// A request for every payment of the largest block, and the reply, fit.
+const _: () = assert!(64 + crate::types::compact::MAX_BLOCK_PAYMENTS * 5 < MAX_SYNC_REQUEST_BYTES);
+const _: () = assert!(MAX_BLOCK_BYTES + 1024 < MAX_SYNC_RESPONSE_BYTES);
 const _: () = assert!(MAX_MEMPOOL_TXS * (MAX_TX_BYTES + 8) < MAX_SYNC_RESPONSE_BYTES);

@@ -84,6 +84,7 @@ impl Node {
         let accounts = |a: &Address| chain.account(a).unwrap_or_default();
         for block in &update.connected {
             self.mempool.remove_confirmed(block, &accounts);
+            self.compact.remember(block);
         }
         if !update.disconnected.is_empty() {
             let signatures = StoreSignatures(chain.store());

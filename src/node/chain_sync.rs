@@ -436,6 +436,7 @@ impl Node {
             SyncRequest::MempoolTxs(ids) => SyncResponse::MempoolTxs(
                 ids.iter().take(MAX_MEMPOOL_TXS).filter_map(|id| self.mempool.get(id).copied()).collect(),
             ),
+            SyncRequest::BlockTxs { block, indexes } => self.block_txs_response(&block, &indexes),
             SyncRequest::AnnounceTxs(ids) => {
                 let ids: Vec<Txid> = ids.into_iter().take(MAX_MEMPOOL_TXS).collect();
                 self.ask_missing_txs(peer, ids);

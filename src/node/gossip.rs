@@ -11,10 +11,9 @@ use super::{unix_now, Node};
 use crate::chain::{Arrival, ChainError, SignatureCheck};
 use crate::consensus::verdict::{verdict, verdict_for_transaction, Verdict};
 use crate::consensus::ValidationError;
-use crate::network::protocol::SyncRequest;
 use crate::network::{Command, Topic};
 use crate::state::Account;
-use crate::types::{decode, encode, Block, SignedTransaction, Txid, MAX_BLOCK_BYTES, MAX_TX_BYTES};
+use crate::types::{decode, encode, Block, BlockMessage, CompactBlock, SignedTransaction, Txid, MAX_TX_BYTES};
 
 /// Gossiped transactions verified together at most.
 pub const BATCH_MAX: usize = 64;
@@ -127,40 +126,40 @@ impl Node {
         }
     }
 
-    /// A block relayed to us: stored and relayed only if its chain has at
-    /// least the best chain's work (SPEC §4, "What is stored and relayed").
+    /// A block relayed to us, compact or in full: stored and relayed only if
+    /// its chain has at least the best chain's work (SPEC §4, "What is
+    /// stored and relayed").
     fn handle_gossip_block(&mut self, source: PeerId, id: MessageId, data: &[u8]) {
-        let block = match decode::<Block>(data, MAX_BLOCK_BYTES) {
-            Ok(block) => block,
+        self.count_block_message(data.len());
+        match decode::<BlockMessage>(data, BlockMessage::MAX_BYTES) {
+            Ok(BlockMessage::Compact(compact)) => self.handle_compact_block(source, id, compact, data.len()),
+            Ok(BlockMessage::Full(block)) => self.accept_relayed_block(source, id, block),
             Err(e) => {
                 tracing::debug!(%source, "malformed block: {e}");
                 self.report(id, source, verdict(&ValidationError::from(e)));
-                return;
             }
-        };
+        }
+    }
+
+    /// Validates a relayed block (received whole or rebuilt) and reports the
+    /// verdict on the message that brought it.
+    pub(super) fn accept_relayed_block(&mut self, source: PeerId, id: MessageId, block: Block) {
         let hash = block.hash();
         match self.accept_blocks_with(vec![block], SignatureCheck::Verify, Arrival::Unrequested) {
             Ok(()) => self.report(id, source, Verdict::Accept),
-            Err(ChainError::Invalid(e)) => {
-                if let ValidationError::UnknownParent(_) = e {
-                    // We are behind or on another branch: ask this peer where
-                    // it stands, and sync decides (unless it is busy already).
-                    if !self.sync.machine.is_syncing() {
-                        let status = self.status();
-                        self.request(source, SyncRequest::Status(status), super::Asked::Status { first: false });
-                    }
-                } else if !matches!(e, ValidationError::DuplicateBlock | ValidationError::LessWorkThanBest) {
-                    tracing::info!(%source, %hash, "block refused: {e}");
-                }
-                self.report(id, source, verdict(&e));
-            }
+            Err(ChainError::Invalid(e)) => self.on_relayed_block_refused(source, id, hash, e),
             Err(ChainError::Store(e)) => self.fail(format!("database write failed: {e}")),
         }
     }
 
     pub(super) fn handle_mined_block(&mut self, block: Block) {
         let hash = block.hash();
-        let data = encode(&block);
+        let message = if self.relay_full_blocks {
+            BlockMessage::Full(block.clone())
+        } else {
+            BlockMessage::Compact(CompactBlock::of(&block))
+        };
+        let data = encode(&message);
         match self.accept_blocks(vec![block]) {
             Ok(()) => {
                 tracing::info!(%hash, "mined a block");

@@ -20,6 +20,7 @@
 
 mod blocks;
 mod chain_sync;
+mod compact;
 pub mod config;
 pub mod files;
 mod gossip;
@@ -92,6 +93,14 @@ enum Asked {
     MempoolTxs(Vec<Txid>),
     /// Answered with `Ack`; nothing to do.
     Announce,
+    /// A compact block's missing payments, from its sender.
+    BlockTxs {
+        block: crate::types::BlockHash,
+    },
+    /// A compact block in full, after rebuilding it failed.
+    FullBlock {
+        block: crate::types::BlockHash,
+    },
 }
 
 /// A reply to one of our sync requests, with what it answers.
@@ -133,6 +142,10 @@ pub struct Node {
     status_published: (Instant, crate::types::BlockHash),
     /// What `chaininfo`, `mininginfo` and `estimatefee` need kept.
     operator: operator::OperatorState,
+    /// Compact blocks being rebuilt, and the payments of recent blocks.
+    compact: compact::CompactRelay,
+    /// Our own blocks go out whole instead of compact (for comparisons).
+    relay_full_blocks: bool,
 }
 
 /// How stale the status board may get while the tip stays the same.
@@ -189,6 +202,8 @@ impl Node {
             status_board,
             status_published: (Instant::now(), crate::types::BlockHash::default()),
             operator: operator::OperatorState::default(),
+            compact: compact::CompactRelay::default(),
+            relay_full_blocks: false,
         };
         node.publish_status();
         node
@@ -241,6 +256,13 @@ impl Node {
         }
     }
 
+    /// Publishes the blocks we mine whole instead of compact: the
+    /// comparison the network's figures are measured against.
+    pub fn with_full_block_relay(mut self, full: bool) -> Node {
+        self.relay_full_blocks = full;
+        self
+    }
+
     fn command(&self, command: Command) {
         self.client.send(command);
     }
@@ -251,6 +273,18 @@ impl Node {
         let reply = self.client.request_sync(peer, request);
         self.replies.push(Box::pin(async move {
             let reply = reply.await.unwrap_or_else(|_| Err("the network stopped".into()));
+            Answered { peer, asked, reply }
+        }));
+    }
+
+    /// [`Node::request`] with a deadline of its own, shorter than the protocol's.
+    fn request_within(&mut self, peer: PeerId, request: SyncRequest, asked: Asked, deadline: Duration) {
+        let reply = self.client.request_sync(peer, request);
+        self.replies.push(Box::pin(async move {
+            let reply = match tokio::time::timeout(deadline, reply).await {
+                Ok(reply) => reply.unwrap_or_else(|_| Err("the network stopped".into())),
+                Err(_) => Err(format!("no answer within {deadline:?}")),
+            };
             Answered { peer, asked, reply }
         }));
     }
@@ -382,6 +416,12 @@ impl Node {
                 self.handle_mempool_txs(peer, &ids, txs)
             }
             (Asked::Announce, Ok(crate::network::protocol::SyncResponse::Ack)) => {}
+            (Asked::BlockTxs { block }, Ok(crate::network::protocol::SyncResponse::BlockTxs(txs))) => {
+                self.handle_block_txs(peer, block, txs)
+            }
+            (Asked::FullBlock { block }, Ok(crate::network::protocol::SyncResponse::Blocks(blocks))) => {
+                self.handle_full_block(peer, block, blocks)
+            }
             (asked, Ok(crate::network::protocol::SyncResponse::Refused(reason))) => {
                 tracing::debug!(%peer, "sync request refused: {reason}");
                 self.on_request_failed(peer, asked, &format!("refused: {reason}"));
@@ -405,6 +445,8 @@ impl Node {
         match asked {
             Asked::Headers { id, .. } | Asked::Blocks { id, .. } => self.on_sync_request_failed(peer, id),
             Asked::MempoolTxs(_) => self.mempool_request_done(peer),
+            Asked::BlockTxs { block } => self.on_block_txs_failed(block),
+            Asked::FullBlock { block } => self.on_full_block_failed(block),
             Asked::Status { .. } | Asked::MempoolIds | Asked::Announce => {}
         }
     }
@@ -418,6 +460,7 @@ fn reply_kind(response: &crate::network::protocol::SyncResponse) -> &'static str
         R::Blocks(_) => "blocks",
         R::MempoolIds(_) => "mempool ids",
         R::MempoolTxs(_) => "mempool transactions",
+        R::BlockTxs(_) => "block transactions",
         R::Refused(_) => "refused",
         R::Ack => "ack",
     }

@@ -35,7 +35,7 @@ pub struct OperatorState {
     /// Per block: the lowest fee among its payments (`None` without payments).
     lowest_fee: HashMap<BlockHash, Option<Amount>>,
     lowest_fee_order: VecDeque<BlockHash>,
-    metrics: Option<Arc<Metrics>>,
+    pub(super) metrics: Option<Arc<Metrics>>,
     blocknotify: Option<BlockNotify>,
 }
 

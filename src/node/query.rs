@@ -18,6 +18,7 @@ impl Node {
             peers: self.peers.values().filter(|state| state.status.is_some()).count() as u64,
             mining: self.miner.is_some(),
             signature_cache_hit_ratio: self.signature_cache.stats().hit_ratio(),
+            compact_blocks: self.compact.stats,
             best_known_height: self
                 .peers
                 .values()

@@ -21,6 +21,7 @@ pub struct NetworkInfo {
     pub mining: bool,
     pub best_known_height: u64,
     pub signature_cache_hit_ratio: Option<f64>,
+    pub compact_blocks: super::CompactBlockStats,
 }
 
 /// Answers one query. `Submit` is refused here: the node handles it.
@@ -70,6 +71,7 @@ pub fn status_reply<S: ChainStore>(chain: &Chain<S>, mempool: &Mempool, net: &Ne
         mining: net.mining,
         best_known_height: net.best_known_height.max(chain.height()),
         signature_cache_hit_ratio: net.signature_cache_hit_ratio,
+        compact_blocks: net.compact_blocks,
     }
 }
 

@@ -107,6 +107,24 @@ pub struct StatusReply {
     /// Share of block transactions whose signature pairing was already cached
     /// from mempool admission; `None` before any block with payments.
     pub signature_cache_hit_ratio: Option<f64>,
+    /// How blocks arrived on gossip since the node started.
+    pub compact_blocks: CompactBlockStats,
+}
+
+/// Counts of the blocks that arrived on gossip, and how compact ones were rebuilt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactBlockStats {
+    /// Compact blocks received (each block once, however many peers sent it).
+    pub received: u64,
+    /// Rebuilt from the mempool and recent blocks alone.
+    pub rebuilt_without_roundtrip: u64,
+    /// Rebuilt after asking the sender for the missing payments.
+    pub rebuilt_with_roundtrip: u64,
+    /// Fetched in full instead (a short-id collision, a sender that did not answer).
+    pub fallen_back: u64,
+    /// Block messages of either kind received, and their bytes.
+    pub block_messages: u64,
+    pub block_message_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 pub mod address;
 pub mod amount;
 pub mod block;
+pub mod compact;
 pub mod encoding;
 pub mod hash;
 pub mod network;
@@ -14,6 +15,7 @@ pub mod transaction;
 pub use address::{Address, AddressParseError};
 pub use amount::{Amount, AmountParseError, COIN};
 pub use block::{Block, BlockBody, BlockHeader, CompactTarget, HEADER_BYTES, HEADER_NONCE_OFFSET};
+pub use compact::{BlockMessage, CompactBlock, PartialBlock, RebuildError, ShortId, ShortIdKey};
 pub use encoding::{decode, encode, DecodeError, MAX_BLOCK_BYTES, MAX_TX_BYTES};
 pub use hash::{BlockHash, Hash256, HashParseError, Txid};
 pub use network::{Network, UnknownNetwork};
