@@ -244,9 +244,9 @@ impl Node {
             return;
         }
         let height = pending.partial.as_ref().map(|p| p.header().height);
-        let mut peers: Vec<(bool, PeerId)> = self
-            .sync_peers()
-            .into_iter()
+        // The sender can serve what it sent, even before its status is in.
+        let mut peers: Vec<(bool, PeerId)> = std::iter::once(pending.source)
+            .chain(self.sync_peers().into_iter().filter(|p| *p != pending.source))
             .filter(|p| !pending.tried.contains(p))
             .map(|p| {
                 let behind = match (height, self.peers.get(&p).and_then(|s| s.status)) {
@@ -294,6 +294,7 @@ impl Node {
             }
             Some(block) => {
                 if let Some(pending) = self.compact.pending.remove(&hash) {
+                    tracing::info!(%peer, %hash, "compact block fetched in full");
                     self.accept_relayed_block(pending.source, pending.id, block);
                 }
             }
