@@ -196,10 +196,14 @@ fn main() {
         two_peers_s: two.map(|s| s.secs),
         with_liar_s: liar.map(|s| s.secs),
     };
+    let relay = step("compact block relay", || measure_relay(&options));
     let propagation = step("propagation", || measure_propagation(&options));
     let mut report = Report::new(machine, &options, in_process, sync, propagation);
     report.distinct_tx_per_s = distinct.map(|d| rounded(d.timed_tx_per_s, 1));
     report.set_resilience(resilience);
+    if let Some(relay) = relay {
+        report.set_relay(&relay);
+    }
 
     let mut out = String::new();
     if let Some(path) = &options.markdown {
@@ -1013,19 +1017,7 @@ fn measure_validation(options: &Options) -> Result<ValidationFigures> {
     eprintln!("report: signing another {}-payment block", grouped(BLOCK_PAYMENTS as u64));
     let payment_block = PaymentBlock::new();
     let dir = NodeDir::new("V")?;
-    {
-        let store = SledStore::open(&dir.datadir().join("chain")).context("a chain database for node V")?;
-        let mut chain = Chain::open(regtest(), store).context("node V's chain")?;
-        let source = &payment_block.chain;
-        for height in 1..=source.height() {
-            let block = source
-                .best_hash_at(height)
-                .and_then(|hash| source.block(&hash).ok().flatten())
-                .context("a block of the funded chain")?;
-            chain.accept_block(block, now_for(source), &NoSignatures).map_err(|e| anyhow!("copying the chain: {e}"))?;
-        }
-        chain.flush().map_err(|e| anyhow!("flushing node V's chain: {e}"))?;
-    }
+    copy_chain(&payment_block.chain, &dir)?;
     let node = Daemon::start(&bins, dir, "info", &[])?;
     let (height, _) = node.status(&bins)?;
     let publisher = BenchPeer::start(Role::Publisher)?;
@@ -1056,6 +1048,107 @@ fn measure_validation(options: &Options) -> Result<ValidationFigures> {
     let secs = started.elapsed().as_secs_f64();
     status_ms.sort_by(f64::total_cmp);
     Ok(ValidationFigures { secs, status_ms })
+}
+
+/// Writes the best chain of `source` into a node's datadir, as the node would have stored it.
+fn copy_chain(source: &Chain<MemoryStore>, dir: &NodeDir) -> Result<()> {
+    let store = SledStore::open(&dir.datadir().join("chain")).context("a chain database for a node")?;
+    let mut chain = Chain::open(regtest(), store).context("a node's chain")?;
+    for height in 1..=source.height() {
+        let block = source
+            .best_hash_at(height)
+            .and_then(|hash| source.block(&hash).ok().flatten())
+            .context("a block of the funded chain")?;
+        chain.accept_block(block, now_for(source), &NoSignatures).map_err(|e| anyhow!("copying the chain: {e}"))?;
+    }
+    chain.flush().map_err(|e| anyhow!("flushing a node's chain: {e}"))
+}
+
+// ---- compact block relay ------------------------------------------------------
+
+/// Payers of the relayed block: each may have `MAX_FUTURE_NONCES` + 1 payments pending.
+const RELAY_PAYERS: u64 = 320;
+const RELAY_PER_PAYER: u64 = 16;
+
+struct RelayFigures {
+    payments: usize,
+    /// Block message bytes node R received for the block, per payment.
+    compact_bytes_per_tx: f64,
+    /// The same block's full message, per payment.
+    full_bytes_per_tx: f64,
+    /// Whether R rebuilt it from its mempool alone.
+    without_roundtrip: bool,
+    /// From publishing the compact block to R reporting it connected (ms).
+    connect_ms: f64,
+}
+
+/// Node R holds a funded chain; a bench peer gossips it `BLOCK_PAYMENTS`
+/// payments, then the compact block that confirms them. R's own counters
+/// say how many bytes of block messages it received and how it rebuilt it.
+fn measure_relay(options: &Options) -> Result<RelayFigures> {
+    let bins = Binaries::find(&options.bin_dir)?;
+    let keys: Vec<TestKey> = (0..RELAY_PAYERS).map(|i| TestKey::new(20_000 + i)).collect();
+    let mut chain = Chain::open(regtest(), MemoryStore::default()).context("an in-memory chain")?;
+    fund(&mut chain, &keys).map_err(|e| anyhow!("funding the payers: {e}"))?;
+    let to = Address([0x42; 20]);
+    let payments: Vec<SignedTransaction> = on_every_core(BLOCK_PAYMENTS, |i| {
+        let key = &keys[i / RELAY_PER_PAYER as usize];
+        key.pay(regtest().chain_id, to, 1_000, MIN_RELAY_FEE.0, i as u64 % RELAY_PER_PAYER)
+    });
+    let block = block_on_tip(&chain, Address([0x43; 20]), &payments);
+    let dir = NodeDir::new("R")?;
+    copy_chain(&chain, &dir)?;
+    let node = Daemon::start(&bins, dir, "info", &[])?;
+    let (height, _) = node.status(&bins)?;
+    let publisher = BenchPeer::start(Role::Publisher)?;
+    ensure!(
+        publisher.client.send(ourcoin::network::Command::Dial(publisher_target(&node)?)),
+        "the publisher's event loop stopped"
+    );
+    let stats = || -> Result<Value> {
+        let status = bins.cli_json(&["--node", &node.addr, "status"])?;
+        status.get("compact_blocks").cloned().context("status without compact_blocks")
+    };
+    let mempool = || bins.cli_json(&["--node", &node.addr, "status"]).ok()?.get("mempool")?.as_u64();
+    let probe = payments.first().context("a payment")?;
+    wait_for("gossip from the publisher to reach node R", START_DEADLINE, STATUS_POLL, || {
+        publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(probe)).ok()?;
+        (mempool() == Some(1)).then_some(())
+    })?;
+    eprintln!("report: gossiping {} payments to node R, then their compact block", grouped(BLOCK_PAYMENTS as u64));
+    for (i, stx) in payments.iter().enumerate().skip(1) {
+        publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(stx))?;
+        if i % 500 == 0 {
+            // Gossipsub queues at most 5,000 messages per peer.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    wait_for("node R to admit every payment", SYNC_DEADLINE, STATUS_POLL, || {
+        (mempool() == Some(BLOCK_PAYMENTS as u64)).then_some(())
+    })
+    .map_err(|e| e.context(node.tail()))?;
+    let before = stats()?;
+    let counter = |stats: &Value, key: &str| stats.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let compact =
+        ourcoin::types::encode(&ourcoin::types::BlockMessage::Compact(ourcoin::types::CompactBlock::of(&block)));
+    let full = ourcoin::types::encode(&ourcoin::types::BlockMessage::Full(block.clone()));
+    let started = Instant::now();
+    publisher.publish(ourcoin::network::Topic::Blocks, compact)?;
+    wait_for("node R to connect the compact block", SYNC_DEADLINE, Duration::from_millis(5), || {
+        (node.status(&bins).ok()?.0 == height + 1).then_some(())
+    })
+    .map_err(|e| e.context(node.tail()))?;
+    let connect_ms = started.elapsed().as_secs_f64() * 1e3;
+    let after = stats()?;
+    let bytes = counter(&after, "block_message_bytes") - counter(&before, "block_message_bytes");
+    let per_tx = |bytes: usize| bytes as f64 / BLOCK_PAYMENTS as f64;
+    Ok(RelayFigures {
+        payments: BLOCK_PAYMENTS,
+        compact_bytes_per_tx: per_tx(bytes as usize),
+        full_bytes_per_tx: per_tx(full.len()),
+        without_roundtrip: counter(&after, "rebuilt_without_roundtrip") > counter(&before, "rebuilt_without_roundtrip"),
+        connect_ms,
+    })
 }
 
 /// Where a bench peer dials `node`.
@@ -1266,6 +1359,12 @@ struct Figures {
     sync_one_peer_s: Option<f64>,
     sync_two_peers_s: Option<f64>,
     sync_with_liar_s: Option<f64>,
+    /// Bytes of the block message per payment for a `BLOCK_PAYMENTS`-payment
+    /// block whose payments were gossiped before, compact and in full.
+    block_relay_bytes_per_tx: Option<f64>,
+    block_relay_full_bytes_per_tx: Option<f64>,
+    /// From publishing that compact block to the node reporting it connected.
+    compact_block_connect_ms: Option<f64>,
 }
 
 /// p50, p99, max (ms) of sorted round trips, and their number.
@@ -1357,6 +1456,8 @@ struct Report {
     status_polls: Option<usize>,
     /// Seconds to validate the large block, and the polls meanwhile.
     validation: Option<(f64, usize)>,
+    /// Payments of the relayed compact block, and whether it needed no round trip.
+    relay: Option<(usize, bool)>,
 }
 
 impl Report {
@@ -1390,6 +1491,9 @@ impl Report {
             sync_one_peer_s: None,
             sync_two_peers_s: None,
             sync_with_liar_s: None,
+            block_relay_bytes_per_tx: None,
+            block_relay_full_bytes_per_tx: None,
+            compact_block_connect_ms: None,
         };
         Report {
             machine,
@@ -1403,7 +1507,16 @@ impl Report {
             distinct_tx_per_s: None,
             status_polls: None,
             validation: None,
+            relay: None,
         }
+    }
+
+    fn set_relay(&mut self, r: &RelayFigures) {
+        let f = &mut self.figures;
+        f.block_relay_bytes_per_tx = Some(rounded(r.compact_bytes_per_tx, 2));
+        f.block_relay_full_bytes_per_tx = Some(rounded(r.full_bytes_per_tx, 2));
+        f.compact_block_connect_ms = Some(rounded(r.connect_ms, 1));
+        self.relay = Some((r.payments, r.without_roundtrip));
     }
 
     fn set_resilience(&mut self, r: Resilience) {
@@ -1500,6 +1613,12 @@ impl Report {
                 at_least: true,
                 bound: 0.8,
             },
+            Target {
+                ratio: "block_relay_bytes_per_tx",
+                value: f.block_relay_bytes_per_tx,
+                at_least: false,
+                bound: 8.0,
+            },
         ]
     }
 
@@ -1515,7 +1634,12 @@ impl Report {
         let propagated = self.propagation_blocks.map_or(unknown(), |n| n.to_string());
         let lanes = if self.sha_ni { format!("{LANES} SHA-NI lanes") } else { "no SHA-NI: the sha2 fallback".into() };
         let payments = grouped(BLOCK_PAYMENTS as u64);
-        let rows: [(&str, String, String); 12] = [
+        let rebuilt = match self.relay {
+            Some((_, true)) => "rebuilt from the mempool without a round trip",
+            Some((_, false)) => "NOT rebuilt without a round trip",
+            None => "not measured",
+        };
+        let rows: [(&str, String, String); 15] = [
             (
                 "pow_mhs_per_core",
                 show(f.pow_mhs_per_core, "M hashes/s"),
@@ -1580,6 +1704,24 @@ impl Report {
                 "daemon_rss_mb",
                 show(f.daemon_rss_mb, "MiB"),
                 "resident memory (VmRSS) of the node that just synced".into(),
+            ),
+            (
+                "block_relay_bytes_per_tx",
+                show(f.block_relay_bytes_per_tx, "B"),
+                format!(
+                    "block message bytes a release node received (its own counter) for a {payments}-payment \
+                     compact block whose payments it had by gossip, per payment ({rebuilt})"
+                ),
+            ),
+            (
+                "block_relay_full_bytes_per_tx",
+                show(f.block_relay_full_bytes_per_tx, "B"),
+                "the same block's full message, per payment".into(),
+            ),
+            (
+                "compact_block_connect_ms",
+                show(f.compact_block_connect_ms, "ms"),
+                "from publishing that compact block to the node's `status` showing it connected (5 ms polls)".into(),
             ),
         ];
         let mut out = String::new();
