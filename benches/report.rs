@@ -197,12 +197,16 @@ fn main() {
         with_liar_s: liar.map(|s| s.secs),
     };
     let relay = step("compact block relay", || measure_relay(&options));
+    let e2e = step("end-to-end throughput", || measure_e2e(&options));
     let propagation = step("propagation", || measure_propagation(&options));
     let mut report = Report::new(machine, &options, in_process, sync, propagation);
     report.distinct_tx_per_s = distinct.map(|d| rounded(d.timed_tx_per_s, 1));
     report.set_resilience(resilience);
     if let Some(relay) = relay {
         report.set_relay(&relay);
+    }
+    if let Some(e2e) = e2e {
+        report.set_e2e(&e2e);
     }
 
     let mut out = String::new();
@@ -1068,6 +1072,10 @@ fn copy_chain(source: &Chain<MemoryStore>, dir: &NodeDir) -> Result<()> {
 
 /// Payers of the relayed block: each may have `MAX_FUTURE_NONCES` + 1 payments pending.
 const RELAY_PAYERS: u64 = 320;
+/// Payments a bench peer gossips at once, and the pause after each chunk in
+/// the throughput run (at most 4,000 a second offered).
+const GOSSIP_CHUNK: usize = 100;
+const GOSSIP_PAUSE: Duration = Duration::from_millis(25);
 const RELAY_PER_PAYER: u64 = 16;
 
 struct RelayFigures {
@@ -1116,17 +1124,19 @@ fn measure_relay(options: &Options) -> Result<RelayFigures> {
         (mempool() == Some(1)).then_some(())
     })?;
     eprintln!("report: gossiping {} payments to node R, then their compact block", grouped(BLOCK_PAYMENTS as u64));
-    for (i, stx) in payments.iter().enumerate().skip(1) {
-        publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(stx))?;
-        if i % 500 == 0 {
-            // Gossipsub queues at most 5,000 messages per peer.
-            std::thread::sleep(Duration::from_millis(50));
+    // In chunks the node admits before the next: a node whose work queue is
+    // full ignores gossip (and a message ignored is not sent again).
+    let mut sent = 1;
+    for chunk in payments[1..].chunks(GOSSIP_CHUNK) {
+        for stx in chunk {
+            publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(stx))?;
         }
+        sent += chunk.len() as u64;
+        wait_for("node R to admit the payments sent", SYNC_DEADLINE, STATUS_POLL, || {
+            (mempool()? >= sent).then_some(())
+        })
+        .map_err(|e| e.context(node.tail()))?;
     }
-    wait_for("node R to admit every payment", SYNC_DEADLINE, STATUS_POLL, || {
-        (mempool() == Some(BLOCK_PAYMENTS as u64)).then_some(())
-    })
-    .map_err(|e| e.context(node.tail()))?;
     let before = stats()?;
     let counter = |stats: &Value, key: &str| stats.get(key).and_then(Value::as_u64).unwrap_or(0);
     let compact =
@@ -1148,6 +1158,123 @@ fn measure_relay(options: &Options) -> Result<RelayFigures> {
         full_bytes_per_tx: per_tx(full.len()),
         without_roundtrip: counter(&after, "rebuilt_without_roundtrip") > counter(&before, "rebuilt_without_roundtrip"),
         connect_ms,
+    })
+}
+
+// ---- end-to-end throughput ----------------------------------------------------
+
+/// Nodes of the throughput run: the first mines, the load generator feeds the second.
+const E2E_NODES: usize = 3;
+/// Funded payers, each paying once per nonce layer.
+const E2E_PAYERS: u64 = 1_000;
+/// Pending payments the generator keeps at the node it feeds, at most.
+const E2E_BACKLOG: u64 = 4_000;
+
+struct E2eFigures {
+    /// Payments confirmed per second in the measured window, as the last node saw them.
+    tx_per_s: f64,
+    confirmed: u64,
+    secs: f64,
+    /// Compact blocks the non-mining nodes received, and rebuilt without a round trip.
+    compact_received: u64,
+    compact_without_roundtrip: u64,
+}
+
+/// Three release nodes on loopback, one mining; a load generator (a bench
+/// peer signing with the library's keys) gossips payments from many
+/// senders to the second as fast as the network confirms them, keeping at
+/// most `E2E_BACKLOG` pending there. Confirmed payments per second are read
+/// from the last node's "new best block" lines.
+fn measure_e2e(options: &Options) -> Result<E2eFigures> {
+    let bins = Binaries::find(&options.bin_dir)?;
+    let layers: u64 = if options.quick { 24 } else { 60 };
+    let keys: Vec<TestKey> = (0..E2E_PAYERS).map(|i| TestKey::new(30_000 + i)).collect();
+    let mut chain = Chain::open(regtest(), MemoryStore::default()).context("an in-memory chain")?;
+    fund(&mut chain, &keys).map_err(|e| anyhow!("funding the payers: {e}"))?;
+    eprintln!("report: signing {} payments for the throughput run", grouped(layers * E2E_PAYERS));
+    let to = Address([0x42; 20]);
+    let payments: Vec<SignedTransaction> = on_every_core((layers * E2E_PAYERS) as usize, |i| {
+        let (layer, payer) = (i as u64 / E2E_PAYERS, i as u64 % E2E_PAYERS);
+        keys[payer as usize].pay(regtest().chain_id, to, 1_000, MIN_RELAY_FEE.0, layer)
+    });
+    let miner = Address([0x43; 20]).encode(ourcoin::types::Network::Regtest);
+    let mut nodes: Vec<Daemon> = Vec::new();
+    for i in 1..=E2E_NODES {
+        let dir = NodeDir::new(&format!("E{i}"))?;
+        copy_chain(&chain, &dir)?;
+        let mut args: Vec<String> =
+            nodes.iter().flat_map(|n| ["--bootstrap".to_string(), n.multiaddr.clone()]).collect();
+        if i == 1 {
+            args.extend(["--mine".into(), "--miner-address".into(), miner.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(Daemon::start(&bins, dir, "info", &args)?);
+    }
+    let all: Vec<&Daemon> = nodes.iter().collect();
+    let fed = &nodes[1];
+    let last = &nodes[E2E_NODES - 1];
+    let start_height = chain.height();
+    wait_for("the nodes to follow the miner", START_DEADLINE, Duration::from_millis(100), || {
+        let heights: Option<Vec<u64>> = all.iter().map(|n| n.status(&bins).ok().map(|s| s.0)).collect();
+        heights.filter(|h| h.iter().all(|&h| h > start_height + 1)).map(|_| ())
+    })
+    .map_err(|e| e.context(tails(&all)))?;
+    let publisher = BenchPeer::start(Role::Publisher)?;
+    ensure!(publisher.client.send(ourcoin::network::Command::Dial(publisher_target(fed)?)), "the publisher stopped");
+    let mempool = |node: &Daemon| bins.cli_json(&["--node", &node.addr, "status"]).ok()?.get("mempool")?.as_u64();
+    let probe = payments.first().context("a payment")?;
+    wait_for("gossip from the load generator to reach the fed node", START_DEADLINE, STATUS_POLL, || {
+        publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(probe)).ok()?;
+        (mempool(fed)? >= 1).then_some(())
+    })?;
+    eprintln!("report: {E2E_NODES} nodes, payments from {E2E_PAYERS} senders as fast as they confirm");
+    let started = unix_now_secs_f64();
+    let mut published = 1usize;
+    while published < payments.len() {
+        if mempool(fed).unwrap_or(u64::MAX) < E2E_BACKLOG {
+            let layer_end = (published / E2E_PAYERS as usize + 1) * E2E_PAYERS as usize;
+            for (i, stx) in payments.iter().enumerate().take(layer_end).skip(published) {
+                publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(stx))?;
+                if i % GOSSIP_CHUNK == 0 {
+                    // Paced under what the node admits, so its work queue never fills.
+                    thread::sleep(GOSSIP_PAUSE);
+                }
+            }
+            published = layer_end;
+        } else {
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The window ends when the generator has nothing more to send; the first
+    // blocks, while the backlog fills, are left out.
+    let ended = unix_now_secs_f64();
+    let window_start = started + 3.0;
+    let log = last.log();
+    let confirmed: u64 = log
+        .lines()
+        .filter_map(timestamped)
+        .filter(|(time, text)| text.contains("new best block") && *time >= window_start && *time <= ended)
+        .filter_map(|(_, text)| field(text, "txs")?.parse::<u64>().ok())
+        .sum();
+    let secs = ended - window_start;
+    let shed = fed.log().lines().filter(|l| l.contains("gossip ignored")).count();
+    if shed > 0 {
+        eprintln!("report: the fed node was busy and ignored gossip {shed} time(s) during the run");
+    }
+    ensure!(secs > 1.0 && confirmed > 0, "no payment confirmed in the window ({secs:.1} s)\n{}", tails(&all));
+    let (mut received, mut rebuilt) = (0, 0);
+    for node in &nodes[1..] {
+        let status = bins.cli_json(&["--node", &node.addr, "status"])?;
+        let stats = status.get("compact_blocks").context("status without compact_blocks")?;
+        received += stats.get("received").and_then(Value::as_u64).unwrap_or(0);
+        rebuilt += stats.get("rebuilt_without_roundtrip").and_then(Value::as_u64).unwrap_or(0);
+    }
+    Ok(E2eFigures {
+        tx_per_s: confirmed as f64 / secs,
+        confirmed,
+        secs,
+        compact_received: received,
+        compact_without_roundtrip: rebuilt,
     })
 }
 
@@ -1365,6 +1492,12 @@ struct Figures {
     block_relay_full_bytes_per_tx: Option<f64>,
     /// From publishing that compact block to the node reporting it connected.
     compact_block_connect_ms: Option<f64>,
+    /// Share of compact blocks rebuilt without a round trip in the throughput run.
+    compact_rebuild_no_roundtrip_ratio: Option<f64>,
+    /// Confirmed payments per second on three nodes, and what the cores allow:
+    /// cores / (nodes x blst_aggregate_verify_us_per_tx).
+    e2e_tx_per_s: Option<f64>,
+    e2e_limit_tx_per_s: Option<f64>,
 }
 
 /// p50, p99, max (ms) of sorted round trips, and their number.
@@ -1458,6 +1591,8 @@ struct Report {
     validation: Option<(f64, usize)>,
     /// Payments of the relayed compact block, and whether it needed no round trip.
     relay: Option<(usize, bool)>,
+    /// Payments confirmed in the throughput window, its seconds, and the compact blocks received.
+    e2e: Option<(u64, f64, u64)>,
 }
 
 impl Report {
@@ -1494,6 +1629,9 @@ impl Report {
             block_relay_bytes_per_tx: None,
             block_relay_full_bytes_per_tx: None,
             compact_block_connect_ms: None,
+            compact_rebuild_no_roundtrip_ratio: None,
+            e2e_tx_per_s: None,
+            e2e_limit_tx_per_s: None,
         };
         Report {
             machine,
@@ -1508,6 +1646,7 @@ impl Report {
             status_polls: None,
             validation: None,
             relay: None,
+            e2e: None,
         }
     }
 
@@ -1517,6 +1656,19 @@ impl Report {
         f.block_relay_full_bytes_per_tx = Some(rounded(r.full_bytes_per_tx, 2));
         f.compact_block_connect_ms = Some(rounded(r.connect_ms, 1));
         self.relay = Some((r.payments, r.without_roundtrip));
+    }
+
+    fn set_e2e(&mut self, e: &E2eFigures) {
+        let f = &mut self.figures;
+        f.e2e_tx_per_s = Some(rounded(e.tx_per_s, 1));
+        f.e2e_limit_tx_per_s = f
+            .blst_aggregate_verify_us_per_tx
+            .map(|us| rounded(self.machine.cores as f64 / (E2E_NODES as f64 * us * 1e-6), 1));
+        if e.compact_received > 0 {
+            f.compact_rebuild_no_roundtrip_ratio =
+                Some(rounded(e.compact_without_roundtrip as f64 / e.compact_received as f64, 3));
+        }
+        self.e2e = Some((e.confirmed, e.secs, e.compact_received));
     }
 
     fn set_resilience(&mut self, r: Resilience) {
@@ -1639,7 +1791,10 @@ impl Report {
             Some((_, false)) => "NOT rebuilt without a round trip",
             None => "not measured",
         };
-        let rows: [(&str, String, String); 15] = [
+        let (e2e_confirmed, e2e_secs, e2e_blocks) = self
+            .e2e
+            .map_or((unknown(), unknown(), unknown()), |(c, s, b)| (grouped(c), format!("{s:.1}"), b.to_string()));
+        let rows: [(&str, String, String); 18] = [
             (
                 "pow_mhs_per_core",
                 show(f.pow_mhs_per_core, "M hashes/s"),
@@ -1722,6 +1877,24 @@ impl Report {
                 "compact_block_connect_ms",
                 show(f.compact_block_connect_ms, "ms"),
                 "from publishing that compact block to the node's `status` showing it connected (5 ms polls)".into(),
+            ),
+            (
+                "e2e_tx_per_s",
+                show(f.e2e_tx_per_s, "payments/s"),
+                format!(
+                    "{E2E_NODES} release nodes on loopback, one mining, payments from {E2E_PAYERS} senders gossiped \
+                     to the second as fast as they confirm: {e2e_confirmed} confirmed in {e2e_secs} s"
+                ),
+            ),
+            (
+                "e2e_limit_tx_per_s",
+                show(f.e2e_limit_tx_per_s, "payments/s"),
+                format!("cores / ({E2E_NODES} nodes x `blst_aggregate_verify_us_per_tx`): each node checks each payment once"),
+            ),
+            (
+                "compact_rebuild_no_roundtrip_ratio",
+                show(f.compact_rebuild_no_roundtrip_ratio, ""),
+                format!("compact blocks the two other nodes rebuilt from their mempools alone, of {e2e_blocks} received"),
             ),
         ];
         let mut out = String::new();

@@ -81,6 +81,9 @@ fn the_metrics_endpoint_serves_prometheus_text_with_every_spec_metric_and_nothin
         "ourcoin_peers_banned_total",
         "ourcoin_sync_progress",
         "ourcoin_gossip_bytes_total",
+        "ourcoin_compact_blocks_total",
+        "ourcoin_block_messages_total",
+        "ourcoin_block_message_bytes_total",
     ] {
         assert!(names.contains(name), "{name} is served; served: {names:?}");
     }
@@ -93,6 +96,10 @@ fn the_metrics_endpoint_serves_prometheus_text_with_every_spec_metric_and_nothin
     assert_eq!(samples["ourcoin_sync_progress"], 1.0);
     assert!(samples.contains_key("ourcoin_peers{direction=\"outbound\"}"));
     assert!(samples.contains_key("ourcoin_gossip_bytes_total{topic=\"transactions\",direction=\"inbound\"}"));
+    for outcome in ["received", "rebuilt_without_roundtrip", "rebuilt_with_roundtrip", "fallen_back"] {
+        let series = format!("ourcoin_compact_blocks_total{{outcome=\"{outcome}\"}}");
+        assert!(samples.contains_key(&series), "{series} is served from the start");
+    }
 
     // Nothing else: other paths 404, other methods 405.
     for path in ["/", "/metrics/", "/status", "/metricsx"] {
