@@ -79,6 +79,8 @@ usage: $0 NODES [OPTIONS]      (NODES: 2 to $max_nodes)
   --payers P            nodes the miners fund, which then pay others (default 10)
   --rate-limit RATE     shape each node's link with tc tbf, both ways (a tc rate such
                         as 2mbit or 500kbit; env OURCOIN_NETSIM_RATE; default none)
+  --blocks MODE         how the miners publish blocks: compact (default) or full
+                        (ourcoind's hidden --relay-full-blocks, for comparisons)
   --converge-timeout S  give up when the network has not converged in S seconds (default 300)
   --out FILE            where the JSON line goes (default \${TMPDIR:-/tmp}/ourcoin-netsim-NODES-TIME.json)
 EOF
@@ -133,6 +135,7 @@ tx_rate=2
 payers=10
 rate_limit="${OURCOIN_NETSIM_RATE:-}"
 converge_timeout=300
+block_mode=compact
 out=""
 while (($# > 0)); do
     (($# >= 2)) || usage
@@ -146,6 +149,7 @@ while (($# > 0)); do
         --payers) payers="$2" ;;
         --rate-limit) rate_limit="$2" ;;
         --converge-timeout) converge_timeout="$2" ;;
+        --blocks) block_mode="$2" ;;
         --out) out="$2" ;;
         *) usage ;;
     esac
@@ -154,6 +158,10 @@ done
 
 if ! [[ "$nodes" =~ ^[0-9]+$ ]] || ((nodes < 2 || nodes > max_nodes)); then
     usage
+fi
+if [[ "$block_mode" != compact && "$block_mode" != full ]]; then
+    echo "error: --blocks is compact or full" >&2
+    exit 2
 fi
 for pair in "miners:$miners" "bootstrap-from:$bootstrap_from" "idle:$idle_secs" "quiet:$quiet_secs" "load:$load_secs" \
     "payers:$payers" "converge-timeout:$converge_timeout"; do
@@ -453,6 +461,9 @@ for ((i = 1; i <= nodes; i++)); do
     fi
     if ((i <= miners)); then
         args+=(--mine --miner-address "$address")
+        if [[ "$block_mode" == full ]]; then
+            args+=(--relay-full-blocks)
+        fi
     fi
     bootstraps=""
     if ((i > 1)); then
@@ -650,6 +661,7 @@ binaries $bin_dir
 version $("$ourcoind" --version | head -n 1)
 arp $arp_entries_before $arp_forced_gc_before $arp_fulls_before $arp_entries_after $arp_forced_gc_after $arp_fulls_after $learned
 settings $nodes $miners $bootstrap_from $idle_secs $load_secs $tx_rate ${#payer_ids[@]} ${rate_limit:-none} $has_metrics
+blocks $block_mode
 EOF
 
 # The figures need only the files: stop the nodes first, so the analysis
@@ -870,6 +882,7 @@ result = {
     "binaries": machine["binaries"],
     "ourcoind_version": machine["version"],
     "nodes": n,
+    "blocks": machine["blocks"],
     "miners": int(settings[1]),
     "bootstrap_from": int(settings[2]),
     "rate_limit": None if settings[7] == "none" else settings[7],
