@@ -180,6 +180,14 @@ fn main() {
         if options.quick { "quick" } else { "full" }
     );
 
+    if std::env::var_os("OURCOIN_BENCH_E2E_ONLY").is_some() {
+        let e2e = step("end-to-end throughput", || measure_e2e(&options));
+        eprintln!(
+            "e2e: {:?}",
+            e2e.as_ref().map(|e| (e.tx_per_s, e.confirmed, e.secs, e.compact_received, e.compact_without_roundtrip))
+        );
+        return;
+    }
     let in_process = measure_in_process(&options);
     let sync = step("sync", || measure_sync(&options, Fixture::RepeatedSenders));
     let distinct = step("sync with distinct senders", || measure_sync(&options, Fixture::DistinctSenders));
@@ -1168,7 +1176,7 @@ const E2E_NODES: usize = 3;
 /// Funded payers, each paying once per nonce layer.
 const E2E_PAYERS: u64 = 1_000;
 /// Pending payments the generator keeps at the node it feeds, at most.
-const E2E_BACKLOG: u64 = 2_000;
+const E2E_BACKLOG: u64 = 1_000;
 
 struct E2eFigures {
     /// Payments confirmed per second in the measured window, as the last node saw them.

@@ -137,9 +137,12 @@ impl Client {
 /// gossip and inbound requests, which peers can send at will, queue on a
 /// bounded one. When that one is full the event loop sheds the work (gossip
 /// is ignored, requests refused as busy) instead of waiting: the swarm is
-/// always polled, whatever the node is busy with.
+/// always polled, whatever the node is busy with. Blocks have a bounded lane
+/// of their own, read before the rest, so that a flood of transactions
+/// never makes the node drop the blocks that confirm them.
 pub struct NetworkEvents {
     control: mpsc::UnboundedReceiver<NetworkEvent>,
+    blocks: mpsc::Receiver<NetworkEvent>,
     work: mpsc::Receiver<NetworkEvent>,
 }
 
@@ -149,6 +152,7 @@ impl NetworkEvents {
         tokio::select! {
             biased;
             Some(event) = self.control.recv() => Some(event),
+            Some(event) = self.blocks.recv() => Some(event),
             event = self.work.recv() => event,
         }
     }
@@ -156,6 +160,8 @@ impl NetworkEvents {
 
 /// Gossip messages and inbound requests queued for the node at most.
 pub const WORK_QUEUE: usize = 1024;
+/// Block messages queued for the node at most, apart from the rest.
+pub const BLOCK_QUEUE: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -229,6 +235,7 @@ pub struct EventLoop {
     commands: mpsc::UnboundedReceiver<Command>,
     control: mpsc::UnboundedSender<NetworkEvent>,
     work: mpsc::Sender<NetworkEvent>,
+    blocks: mpsc::Sender<NetworkEvent>,
     /// Our sync requests in flight, each with where its reply goes.
     pending_sync: HashMap<request_response::OutboundRequestId, oneshot::Sender<SyncReply>>,
     status: Option<StatusBoard>,
@@ -352,6 +359,7 @@ pub fn new_with_gossip_metrics(
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (work_tx, work_rx) = mpsc::channel(WORK_QUEUE);
+    let (blocks_tx, blocks_rx) = mpsc::channel(BLOCK_QUEUE);
     let now = Instant::now();
     let (book, bans) = super::manage::load_files(config.datadir.as_deref());
     let connect_only = !config.connect.is_empty();
@@ -360,6 +368,7 @@ pub fn new_with_gossip_metrics(
         commands: command_rx,
         control: control_tx,
         work: work_tx,
+        blocks: blocks_tx,
         pending_sync: HashMap::new(),
         status: config.status,
         shed: 0,
@@ -396,7 +405,7 @@ pub fn new_with_gossip_metrics(
             event_loop.add_fixed(addr, super::manage::FixedKind::Bootstrap);
         }
     }
-    let events = NetworkEvents { control: control_rx, work: work_rx };
+    let events = NetworkEvents { control: control_rx, blocks: blocks_rx, work: work_rx };
     Ok((Client { commands: command_tx, peer_id }, events, event_loop))
 }
 
@@ -483,6 +492,11 @@ impl EventLoop {
     /// Hands an event to the node without ever waiting (see [`NetworkEvents`]).
     pub(super) fn emit(&mut self, event: NetworkEvent) {
         let event = match event {
+            NetworkEvent::Gossip { topic: Topic::Blocks, .. } => match self.blocks.try_send(event) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(event)) => event,
+            },
             NetworkEvent::Gossip { .. } | NetworkEvent::SyncRequest { .. } | NetworkEvent::QueryRequest { .. } => {
                 match self.work.try_send(event) {
                     Ok(()) => return,
