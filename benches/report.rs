@@ -1032,17 +1032,7 @@ fn measure_validation(options: &Options) -> Result<ValidationFigures> {
     copy_chain(&payment_block.chain, &dir)?;
     let node = Daemon::start(&bins, dir, "info", &[])?;
     let (height, _) = node.status(&bins)?;
-    let publisher = BenchPeer::start(Role::Publisher)?;
-    ensure!(
-        publisher.client.send(ourcoin::network::Command::Dial(publisher_target(&node)?)),
-        "the publisher's event loop stopped"
-    );
-    let probe = payment_block.payments.first().context("a payment")?;
-    wait_for("gossip from the publisher to reach node V", START_DEADLINE, STATUS_POLL, || {
-        publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(probe)).ok()?;
-        let status = bins.cli_json(&["--node", &node.addr, "status"]).ok()?;
-        (status.get("mempool").and_then(Value::as_u64) == Some(1)).then_some(())
-    })?;
+    let publisher = joined_publisher(&bins, &node, payment_block.payments.first().context("a payment")?)?;
     eprintln!("report: node V validating a {}-payment block it never saw", grouped(BLOCK_PAYMENTS as u64));
     let started = Instant::now();
     publisher.publish(
@@ -1076,6 +1066,41 @@ fn copy_chain(source: &Chain<MemoryStore>, dir: &NodeDir) -> Result<()> {
     chain.flush().map_err(|e| anyhow!("flushing a node's chain: {e}"))
 }
 
+/// A chain funding `payers` keys (seeds from `first_seed`), and `count`
+/// payments from them: payment `i` is from payer `payer_of(i)` at nonce `nonce_of(i)`.
+fn funded_payments(
+    first_seed: u64,
+    payers: u64,
+    count: usize,
+    payer_of: impl Fn(usize) -> usize + Sync,
+    nonce_of: impl Fn(usize) -> u64 + Sync,
+) -> Result<(Chain<MemoryStore>, Vec<SignedTransaction>)> {
+    let keys: Vec<TestKey> = (0..payers).map(|i| TestKey::new(first_seed + i)).collect();
+    let mut chain = Chain::open(regtest(), MemoryStore::default()).context("an in-memory chain")?;
+    fund(&mut chain, &keys).map_err(|e| anyhow!("funding the payers: {e}"))?;
+    let to = Address([0x42; 20]);
+    let payments =
+        on_every_core(count, |i| keys[payer_of(i)].pay(regtest().chain_id, to, 1_000, MIN_RELAY_FEE.0, nonce_of(i)));
+    Ok((chain, payments))
+}
+
+/// A bench peer connected to `node`, with gossip flowing: `probe` is
+/// published until the node's mempool holds it.
+fn joined_publisher(bins: &Binaries, node: &Daemon, probe: &SignedTransaction) -> Result<BenchPeer> {
+    let publisher = BenchPeer::start(Role::Publisher)?;
+    ensure!(
+        publisher.client.send(ourcoin::network::Command::Dial(publisher_target(node)?)),
+        "the publisher's event loop stopped"
+    );
+    wait_for("gossip from a bench peer to reach a node", START_DEADLINE, STATUS_POLL, || {
+        publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(probe)).ok()?;
+        let status = bins.cli_json(&["--node", &node.addr, "status"]).ok()?;
+        (status.get("mempool").and_then(Value::as_u64)? >= 1).then_some(())
+    })
+    .map_err(|e| e.context(node.tail()))?;
+    Ok(publisher)
+}
+
 // ---- compact block relay ------------------------------------------------------
 
 /// Payers of the relayed block: each may have `MAX_FUTURE_NONCES` + 1 payments pending.
@@ -1103,34 +1128,21 @@ struct RelayFigures {
 /// say how many bytes of block messages it received and how it rebuilt it.
 fn measure_relay(options: &Options) -> Result<RelayFigures> {
     let bins = Binaries::find(&options.bin_dir)?;
-    let keys: Vec<TestKey> = (0..RELAY_PAYERS).map(|i| TestKey::new(20_000 + i)).collect();
-    let mut chain = Chain::open(regtest(), MemoryStore::default()).context("an in-memory chain")?;
-    fund(&mut chain, &keys).map_err(|e| anyhow!("funding the payers: {e}"))?;
-    let to = Address([0x42; 20]);
-    let payments: Vec<SignedTransaction> = on_every_core(BLOCK_PAYMENTS, |i| {
-        let key = &keys[i / RELAY_PER_PAYER as usize];
-        key.pay(regtest().chain_id, to, 1_000, MIN_RELAY_FEE.0, i as u64 % RELAY_PER_PAYER)
-    });
+    let per_payer = RELAY_PER_PAYER as usize;
+    let (chain, payments) =
+        funded_payments(20_000, RELAY_PAYERS, BLOCK_PAYMENTS, |i| i / per_payer, |i| (i % per_payer) as u64)?;
     let block = block_on_tip(&chain, Address([0x43; 20]), &payments);
     let dir = NodeDir::new("R")?;
     copy_chain(&chain, &dir)?;
     let node = Daemon::start(&bins, dir, "info", &[])?;
     let (height, _) = node.status(&bins)?;
-    let publisher = BenchPeer::start(Role::Publisher)?;
-    ensure!(
-        publisher.client.send(ourcoin::network::Command::Dial(publisher_target(&node)?)),
-        "the publisher's event loop stopped"
-    );
+    let probe = payments.first().context("a payment")?;
+    let publisher = joined_publisher(&bins, &node, probe)?;
     let stats = || -> Result<Value> {
         let status = bins.cli_json(&["--node", &node.addr, "status"])?;
         status.get("compact_blocks").cloned().context("status without compact_blocks")
     };
     let mempool = || bins.cli_json(&["--node", &node.addr, "status"]).ok()?.get("mempool")?.as_u64();
-    let probe = payments.first().context("a payment")?;
-    wait_for("gossip from the publisher to reach node R", START_DEADLINE, STATUS_POLL, || {
-        publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(probe)).ok()?;
-        (mempool() == Some(1)).then_some(())
-    })?;
     eprintln!("report: gossiping {} payments to node R, then their compact block", grouped(BLOCK_PAYMENTS as u64));
     // In chunks the node admits before the next: a node whose work queue is
     // full ignores gossip (and a message ignored is not sent again).
@@ -1177,6 +1189,9 @@ const E2E_NODES: usize = 3;
 const E2E_PAYERS: u64 = 1_000;
 /// Pending payments the generator keeps at the node it feeds, at most.
 const E2E_BACKLOG: u64 = 1_000;
+/// Payments sent to the fed node and not yet admitted, at most: well under
+/// the node's work queue, which sheds gossip when full.
+const E2E_IN_FLIGHT: u64 = 300;
 
 struct E2eFigures {
     /// Payments confirmed per second in the measured window, as the last node saw them.
@@ -1197,15 +1212,10 @@ struct E2eFigures {
 fn measure_e2e(options: &Options) -> Result<E2eFigures> {
     let bins = Binaries::find(&options.bin_dir)?;
     let layers: u64 = if options.quick { 10 } else { 30 };
-    let keys: Vec<TestKey> = (0..E2E_PAYERS).map(|i| TestKey::new(30_000 + i)).collect();
-    let mut chain = Chain::open(regtest(), MemoryStore::default()).context("an in-memory chain")?;
-    fund(&mut chain, &keys).map_err(|e| anyhow!("funding the payers: {e}"))?;
     eprintln!("report: signing {} payments for the throughput run", grouped(layers * E2E_PAYERS));
-    let to = Address([0x42; 20]);
-    let payments: Vec<SignedTransaction> = on_every_core((layers * E2E_PAYERS) as usize, |i| {
-        let (layer, payer) = (i as u64 / E2E_PAYERS, i as u64 % E2E_PAYERS);
-        keys[payer as usize].pay(regtest().chain_id, to, 1_000, MIN_RELAY_FEE.0, layer)
-    });
+    let payers = E2E_PAYERS as usize;
+    let (chain, payments) =
+        funded_payments(30_000, E2E_PAYERS, payers * layers as usize, |i| i % payers, |i| (i / payers) as u64)?;
     let miner = Address([0x43; 20]).encode(ourcoin::types::Network::Regtest);
     let mut nodes: Vec<Daemon> = Vec::new();
     for i in 1..=E2E_NODES {
@@ -1228,19 +1238,13 @@ fn measure_e2e(options: &Options) -> Result<E2eFigures> {
         heights.filter(|h| h.iter().all(|&h| h > start_height + 1)).map(|_| ())
     })
     .map_err(|e| e.context(tails(&all)))?;
-    let publisher = BenchPeer::start(Role::Publisher)?;
-    ensure!(publisher.client.send(ourcoin::network::Command::Dial(publisher_target(fed)?)), "the publisher stopped");
     let mempool = |node: &Daemon| bins.cli_json(&["--node", &node.addr, "status"]).ok()?.get("mempool")?.as_u64();
-    let probe = payments.first().context("a payment")?;
-    wait_for("gossip from the load generator to reach the fed node", START_DEADLINE, STATUS_POLL, || {
-        publisher.publish(ourcoin::network::Topic::Transactions, ourcoin::types::encode(probe)).ok()?;
-        (mempool(fed)? >= 1).then_some(())
-    })?;
+    let publisher = joined_publisher(&bins, fed, payments.first().context("a payment")?)?;
     eprintln!("report: {E2E_NODES} nodes, payments from {E2E_PAYERS} senders as fast as they confirm");
     let started = unix_now_secs_f64();
     // Confirmed payments (as the last node connected them) and when the last came.
-    let confirmed_since = |since: f64| -> (u64, f64) {
-        let log = last.log();
+    let confirmed_since = |node: &Daemon, since: f64| -> (u64, f64) {
+        let log = node.log();
         log.lines()
             .filter_map(timestamped)
             .filter(|(time, text)| text.contains("new best block") && *time >= since)
@@ -1250,12 +1254,17 @@ fn measure_e2e(options: &Options) -> Result<E2eFigures> {
     };
     let mut published = 1usize;
     for chunk in payments[1..].chunks(GOSSIP_CHUNK) {
-        // Closed loop: no more pending at the fed node than the backlog. A
-        // backlog that does not drain (payments lost to a busy node leave
-        // their senders' later ones waiting) ends the sending.
+        // Closed loop: no more pending at the fed node than the backlog, and
+        // no more on their way to it than its work queue takes without
+        // shedding (what it has not admitted yet: sent, less pending, less
+        // confirmed). A backlog that does not drain (payments lost to a busy
+        // node leave their senders' later ones waiting) ends the sending.
         let drained =
             wait_for("the fed node's backlog to drain", Duration::from_secs(15), Duration::from_millis(20), || {
-                (mempool(fed)? < E2E_BACKLOG).then_some(())
+                let pending = mempool(fed)?;
+                let admitted = pending + confirmed_since(fed, started).0;
+                let in_flight = (published as u64).saturating_sub(admitted);
+                (pending < E2E_BACKLOG && in_flight < E2E_IN_FLIGHT).then_some(())
             });
         if drained.is_err() {
             eprintln!("report: the fed node's backlog stopped draining after {} payments", grouped(published as u64));
@@ -1270,7 +1279,7 @@ fn measure_e2e(options: &Options) -> Result<E2eFigures> {
     // Then until every payment is confirmed, or none has been for ten seconds.
     let mut last_progress = (0, Instant::now());
     loop {
-        let (confirmed, _) = confirmed_since(started);
+        let (confirmed, _) = confirmed_since(last, started);
         if confirmed as usize >= published || last_progress.1.elapsed() > Duration::from_secs(10) {
             break;
         }
@@ -1279,7 +1288,7 @@ fn measure_e2e(options: &Options) -> Result<E2eFigures> {
         }
         thread::sleep(LOG_POLL);
     }
-    let (confirmed, ended) = confirmed_since(started);
+    let (confirmed, ended) = confirmed_since(last, started);
     let secs = ended - started;
     if (confirmed as usize) < published {
         eprintln!("report: {} of {} payments confirmed", grouped(confirmed), grouped(published as u64));

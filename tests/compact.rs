@@ -298,8 +298,14 @@ fn payments_gossiped_first_are_rebuilt_from_every_mempool_without_a_round_trip()
         b.height() >= height && c.height() >= height
     });
     // Blocks that came by sync while catching up are not counted; what follows is.
-    let before: Vec<(u64, u64)> =
-        [&b, &c].iter().map(|node| (stat(node, "received"), stat(node, "rebuilt_without_roundtrip"))).collect();
+    // Both counters from one status, so that no block comes between them.
+    let before: Vec<(u64, u64)> = [&b, &c]
+        .iter()
+        .map(|node| {
+            let stats = compact_stats(node);
+            (uint(&stats, "received"), uint(&stats, "rebuilt_without_roundtrip"))
+        })
+        .collect();
 
     let txids: Vec<String> = (0..5).map(|_| c.send(&w, &to.address, "1")).collect();
     wait_until("every payment is confirmed on A, B and C", DEADLINE, || {
