@@ -109,11 +109,8 @@ fn step_once(run: &mut Run, base: &Base, step: Step) -> Result<()> {
             let Some(next) = chain.next_block_on(&parent_hash) else { return Ok(()) };
             let parent_time = chain.entry(&parent_hash).map_or(0, |e| e.header.time);
             let mut chosen = Vec::new();
-            let mut next_nonce: Vec<u64> = base
-                .keys
-                .iter()
-                .map(|k| chain.account(&k.address).map(|a| a.nonce).unwrap_or(0))
-                .collect();
+            let mut next_nonce: Vec<u64> =
+                base.keys.iter().map(|k| chain.account(&k.address).map(|a| a.nonce).unwrap_or(0)).collect();
             for s in spec.iter().take(usize::from(payments % 5)) {
                 let key = usize::from(s & 0x3) % KEYS;
                 // Mostly the key's next nonce at the tip; sometimes any.
@@ -236,7 +233,11 @@ pub fn check_chain(chain: &Chain<MemoryStore>) {
                 .unwrap_or_else(|e| panic!("block {hash} of the best chain does not connect on replay: {e}"));
             replay.apply(&update);
             ledgers.push(replay.clone());
-            assert_eq!(store.undo_record(&hash).ok().flatten().as_ref(), Some(&undo), "the stored undo of {hash} is not the replay's");
+            assert_eq!(
+                store.undo_record(&hash).ok().flatten().as_ref(),
+                Some(&undo),
+                "the stored undo of {hash} is not the replay's"
+            );
             undos.push(undo);
             updates.push(update);
         }

@@ -17,9 +17,7 @@ use crate::node::config::resolve_config_text;
 use crate::node::files::decode_saved_mempool;
 use crate::rpc::{QueryRequest, QueryResponse, MAX_QUERY_REQUEST_BYTES, MAX_QUERY_RESPONSE_BYTES};
 use crate::testkit::regtest;
-use crate::types::{
-    decode, encode, Block, SignedTransaction, Transaction, MAX_BLOCK_BYTES, MAX_TX_BYTES,
-};
+use crate::types::{decode, encode, Block, SignedTransaction, Transaction, MAX_BLOCK_BYTES, MAX_TX_BYTES};
 use crate::wallet::Wallet;
 
 /// `decode` as every caller uses it; a value that decodes must re-encode to

@@ -14,9 +14,7 @@ use crate::mempool::invariants::check_no_gap_created;
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::state::Account;
 use crate::testkit::{regtest, TestKey};
-use crate::types::{
-    Address, Amount, Block, BlockBody, Coinbase, SignatureBytes, SignedTransaction, Txid,
-};
+use crate::types::{Address, Amount, Block, BlockBody, Coinbase, SignatureBytes, SignedTransaction, Txid};
 
 const SENDERS: usize = 3;
 const NONCES: u64 = 12;
@@ -48,16 +46,34 @@ fn sender_address(s: usize) -> Address {
 
 #[derive(Debug, Clone, Copy, arbitrary::Arbitrary)]
 enum Op {
-    Add { sender: u8, nonce: u8, fee: u8, wait: u16, bad_signature: bool },
+    Add {
+        sender: u8,
+        nonce: u8,
+        fee: u8,
+        wait: u16,
+        bad_signature: bool,
+    },
     /// Several at once, verified as one batch (as gossip does).
-    AddBatch { items: [(u8, u8, u8); 4], count: u8 },
+    AddBatch {
+        items: [(u8, u8, u8); 4],
+        count: u8,
+    },
     /// A block of up to `count` payments chosen by `select`.
-    Mine { count: u8 },
+    Mine {
+        count: u8,
+    },
     /// A block with a payment of `sender` that the pool may not hold.
-    MineExternal { sender: u8, fee: u8 },
-    Expire { wait: u16 },
+    MineExternal {
+        sender: u8,
+        fee: u8,
+    },
+    Expire {
+        wait: u16,
+    },
     /// Undoes the last block, its signatures known or not.
-    Undo { signatures_known: bool },
+    Undo {
+        signatures_known: bool,
+    },
 }
 
 struct Known(HashMap<Txid, SignatureBytes>);
@@ -136,7 +152,10 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                         assert!(!bad_signature, "a transaction with another's signature was admitted");
                         assert_eq!(added.ready, pool.is_ready(&stx.txid()));
                         assert!(added.evicted.iter().all(|id| !pool.contains(id)), "an evicted transaction stayed");
-                        assert!(added.promoted.iter().all(|id| pool.is_ready(id)), "a promoted transaction is not ready");
+                        assert!(
+                            added.promoted.iter().all(|id| pool.is_ready(id)),
+                            "a promoted transaction is not ready"
+                        );
                     }
                     Err(_) => assert!(
                         pool.get(&stx.txid()).is_none_or(|held| held.signature != stx.signature || !bad_signature),
@@ -160,7 +179,8 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             }
             Op::Mine { count } => {
                 let payments = pool.select(&accounts(&ledger), usize::MAX, usize::from(count % 5));
-                let next = apply(&ledger, &payments).unwrap_or_else(|| panic!("select chose an invalid block: {payments:?}"));
+                let next =
+                    apply(&ledger, &payments).unwrap_or_else(|| panic!("select chose an invalid block: {payments:?}"));
                 let previous = std::mem::replace(&mut ledger, next);
                 pool.remove_confirmed(&block_with(&payments), &accounts(&ledger));
                 undo.push((payments, previous));
@@ -186,8 +206,11 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             Op::Undo { signatures_known } => {
                 let Some((payments, previous)) = undo.pop() else { continue };
                 ledger = previous;
-                let known =
-                    Known(if signatures_known { payments.iter().map(|p| (p.txid(), p.signature)).collect() } else { HashMap::new() });
+                let known = Known(if signatures_known {
+                    payments.iter().map(|p| (p.txid(), p.signature)).collect()
+                } else {
+                    HashMap::new()
+                });
                 pool.return_disconnected(&block_with(&payments), &known, &accounts(&ledger), now);
             }
         }

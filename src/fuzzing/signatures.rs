@@ -125,7 +125,11 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     }
     let expected: Vec<bool> = claims.iter().map(|(pairs, signature)| signature.aggregate_verify(pairs)).collect();
     for ((pairs, signature), blst) in claims.iter().zip(&expected) {
-        assert_eq!(cache.aggregate_verify(pairs, signature), *blst, "the pairing cache disagrees with blst on {pairs:?}");
+        assert_eq!(
+            cache.aggregate_verify(pairs, signature),
+            *blst,
+            "the pairing cache disagrees with blst on {pairs:?}"
+        );
     }
     let first_bad = expected.iter().position(|ok| !ok);
     assert_eq!(

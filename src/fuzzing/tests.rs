@@ -175,13 +175,8 @@ mod seed {
         write("transaction", "unsigned", &encode(&pay0.tx));
         write("transaction", "signed", &encode(&pay0));
 
-        let status = ChainStatus {
-            version: 1,
-            genesis: regtest().genesis_hash,
-            tip: block.hash(),
-            height: 12,
-            work: [1; 32],
-        };
+        let status =
+            ChainStatus { version: 1, genesis: regtest().genesis_hash, tip: block.hash(), height: 12, work: [1; 32] };
         let hash = BlockHash(Hash256([3; 32]));
         let requests = [
             ("request-status", SyncRequest::Status(status)),

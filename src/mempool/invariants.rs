@@ -23,7 +23,12 @@ impl Mempool {
     /// nonce from the account's up to its own is pending, and a sender's
     /// pending spends fit its balance.
     pub fn check_invariants(&self, accounts: &dyn Fn(&Address) -> Account) -> Result<(), String> {
-        ensure!(self.by_fee.len() == self.entries.len(), "by_fee holds {} of {} entries", self.by_fee.len(), self.entries.len());
+        ensure!(
+            self.by_fee.len() == self.entries.len(),
+            "by_fee holds {} of {} entries",
+            self.by_fee.len(),
+            self.entries.len()
+        );
         ensure!(self.by_arrival.len() == self.entries.len(), "by_arrival out of step");
         ensure!(self.points.len() == self.entries.len(), "one parsed signature per entry");
         let bytes: usize = self.iter().map(|s| encode(s).len()).sum();
@@ -37,11 +42,19 @@ impl Mempool {
         for (sender, queue) in &self.senders {
             ensure!(!queue.by_nonce.is_empty(), "an empty queue is kept for {sender:?}");
             let account = accounts(sender);
-            ensure!(queue.account_nonce == account.nonce, "a queue at nonce {} for an account at {}", queue.account_nonce, account.nonce);
+            ensure!(
+                queue.account_nonce == account.nonce,
+                "a queue at nonce {} for an account at {}",
+                queue.account_nonce,
+                account.nonce
+            );
             let mut spends = Amount::ZERO;
             for (nonce, txid) in &queue.by_nonce {
                 let Some(entry) = self.entries.get(txid) else { return Err(format!("queued {txid} has no entry")) };
-                ensure!(entry.sender == *sender && entry.nonce() == *nonce, "entry {txid} filed under the wrong sender or nonce");
+                ensure!(
+                    entry.sender == *sender && entry.nonce() == *nonce,
+                    "entry {txid} filed under the wrong sender or nonce"
+                );
                 ensure!(*nonce >= queue.account_nonce, "stale nonce {nonce} kept");
                 ensure!(
                     nonce.saturating_sub(queue.account_nonce) <= self.config.max_future_nonces,
@@ -84,7 +97,10 @@ impl Mempool {
 
 /// Removing transactions only ever takes the top of a sender's sequence:
 /// whatever went lies above whatever stayed.
-pub fn check_no_gap_created(before: &BTreeMap<Address, Vec<u64>>, after: &BTreeMap<Address, Vec<u64>>) -> Result<(), String> {
+pub fn check_no_gap_created(
+    before: &BTreeMap<Address, Vec<u64>>,
+    after: &BTreeMap<Address, Vec<u64>>,
+) -> Result<(), String> {
     for (sender, old) in before {
         let now: BTreeSet<u64> = after.get(sender).map(|n| n.iter().copied().collect()).unwrap_or_default();
         let removed = old.iter().filter(|n| !now.contains(n)).min();

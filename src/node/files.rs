@@ -58,7 +58,8 @@ pub fn take_saved_mempool(path: &Path) -> Result<Vec<SignedTransaction>, FileErr
         Err(e) => return Err(io_error("read", path)(e)),
     };
     let _ = std::fs::remove_file(path);
-    decode_saved_mempool(&bytes).map_err(|e| FileError::Damaged { path: path.display().to_string(), reason: e.to_string() })
+    decode_saved_mempool(&bytes)
+        .map_err(|e| FileError::Damaged { path: path.display().to_string(), reason: e.to_string() })
 }
 
 /// The transactions of a saved mempool file's bytes.

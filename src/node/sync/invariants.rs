@@ -25,7 +25,11 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
             ensure!(self.peers.contains_key(&request.peer), "request {id} is to {:?}, who is gone", request.peer);
             match &request.asked {
                 Asked::Blocks(hashes) => {
-                    ensure!(!hashes.is_empty() && hashes.len() <= self.config.batch, "request {id} asks {} blocks", hashes.len());
+                    ensure!(
+                        !hashes.is_empty() && hashes.len() <= self.config.batch,
+                        "request {id} asks {} blocks",
+                        hashes.len()
+                    );
                     *blocks_to.entry(request.peer).or_default() += 1;
                 }
                 Asked::Headers => headers.push(request.peer),
@@ -44,15 +48,26 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
             return Ok(());
         };
         ensure!(headers.iter().all(|p| *p == target.source), "a headers request to a peer other than the source");
-        ensure!(target.headers_asked == !headers.is_empty(), "headers_asked is {} with {} requests", target.headers_asked, headers.len());
+        ensure!(
+            target.headers_asked == !headers.is_empty(),
+            "headers_asked is {} with {} requests",
+            target.headers_asked,
+            headers.len()
+        );
         let cap = self.config.window.saturating_add(self.config.max_headers);
         ensure!(target.slots.len() <= cap, "{} slots held, over {cap}", target.slots.len());
         let hashes: HashSet<_> = target.slots.iter().map(|s| s.hash).collect();
         ensure!(hashes == target.wanted && hashes.len() == target.slots.len(), "wanted and the slots disagree");
-        ensure!(target.slots.iter().zip(target.slots.iter().skip(1)).all(|(a, b)| a.height < b.height), "slots out of height order");
+        ensure!(
+            target.slots.iter().zip(target.slots.iter().skip(1)).all(|(a, b)| a.height < b.height),
+            "slots out of height order"
+        );
         for slot in &target.slots {
             if let SlotState::Asked(id) = slot.state {
-                let asked = self.requests.get(&id).is_some_and(|r| matches!(&r.asked, Asked::Blocks(h) if h.contains(&slot.hash)));
+                let asked = self
+                    .requests
+                    .get(&id)
+                    .is_some_and(|r| matches!(&r.asked, Asked::Blocks(h) if h.contains(&slot.hash)));
                 ensure!(asked, "slot {:?} is asked in request {id}, which does not ask it", slot.hash);
             }
         }
@@ -61,7 +76,10 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
             Phase::Redownload { checkpoints } => checkpoints.len(),
             Phase::Download => 0,
         };
-        ensure!(checkpoints <= self.config.max_presync_replies.saturating_add(1), "{checkpoints} presync checkpoints held");
+        ensure!(
+            checkpoints <= self.config.max_presync_replies.saturating_add(1),
+            "{checkpoints} presync checkpoints held"
+        );
         Ok(())
     }
 }
