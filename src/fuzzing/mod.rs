@@ -26,8 +26,11 @@ pub use mempool::mempool;
 pub use signatures::signatures;
 pub use sync_machine::sync_machine;
 
+/// A target's body: the fuzzer's bytes in, a panic when a property fails.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `tests/fuzz/fuzz_targets` and the corpus folders name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("block", block),
     ("transaction", transaction),
     ("sync", sync),

@@ -49,7 +49,7 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
         };
         ensure!(headers.iter().all(|p| *p == target.source), "a headers request to a peer other than the source");
         ensure!(
-            target.headers_asked == !headers.is_empty(),
+            target.headers_asked != headers.is_empty(),
             "headers_asked is {} with {} requests",
             target.headers_asked,
             headers.len()
