@@ -9,6 +9,8 @@ pub mod codec;
 pub mod consensus;
 pub mod crypto;
 pub mod fsio;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod mempool;
 pub mod metrics;
 pub mod miner;

@@ -21,6 +21,8 @@
 
 pub mod estimate;
 mod eviction;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod invariants;
 mod select;
 #[cfg(test)]
 mod tests;

@@ -102,7 +102,7 @@ impl Bans {
 
     /// Reads `bans.json`; a missing file is no bans, a damaged one is said and skipped.
     pub fn load(path: &Path, now: u64) -> Bans {
-        let mut bans = Bans::default();
+        let bans = Bans::default();
         let text = match std::fs::metadata(path) {
             Ok(meta) if meta.len() <= MAX_BANS_FILE_BYTES => std::fs::read_to_string(path).unwrap_or_default(),
             Ok(_) => {
@@ -111,17 +111,24 @@ impl Bans {
             }
             Err(_) => return bans,
         };
-        match serde_json::from_str::<Vec<BanEntry>>(&text) {
+        Bans::from_text(&text, now, &path.display().to_string())
+    }
+
+    /// The bans in a `bans.json` text, as [`Bans::load`] reads it (the fuzz
+    /// target's body too): what does not parse is said and skipped.
+    pub fn from_text(text: &str, now: u64, shown: &str) -> Bans {
+        let mut bans = Bans::default();
+        match serde_json::from_str::<Vec<BanEntry>>(text) {
             Ok(entries) => {
                 for entry in entries {
                     match entry.target.parse::<BanTarget>() {
                         Ok(target) if entry.until > now => bans.ban(target, entry.until),
                         Ok(_) => {}
-                        Err(e) => tracing::warn!("{}: skipping a ban: {e}", path.display()),
+                        Err(e) => tracing::warn!("{shown}: skipping a ban: {e}"),
                     }
                 }
             }
-            Err(e) => tracing::warn!("ignoring {}: {e}", path.display()),
+            Err(e) => tracing::warn!("ignoring {shown}: {e}"),
         }
         bans
     }

@@ -209,9 +209,14 @@ impl ConfigFile {
             Ok(text) => text,
             Err(error) => return Err(ConfigError::ReadFile { path, error }),
         };
-        match toml::from_str(&text) {
+        ConfigFile::parse(path, found, &text)
+    }
+
+    /// The file's text, found at `path`.
+    fn parse(path: PathBuf, found: Found, text: &str) -> Result<ConfigFile, ConfigError> {
+        match toml::from_str(text) {
             Ok(values) => Ok(ConfigFile { path, found, values }),
-            Err(e) => Err(ConfigError::ParseFile { path, reason: e.message().to_string() + &line_of(&text, e.span()) }),
+            Err(e) => Err(ConfigError::ParseFile { path, reason: e.message().to_string() + &line_of(text, e.span()) }),
         }
     }
 }
@@ -286,6 +291,26 @@ pub fn resolve(args: Flags) -> Result<NodeConfig, ConfigError> {
 fn resolve_in(args: Flags, env: &Environment) -> Result<NodeConfig, ConfigError> {
     let flag_datadir = args.datadir.as_deref().map(|dir| expand_home(dir, env)).transpose()?;
     let file = find_config_file(&args, flag_datadir.as_deref(), env)?;
+    resolve_with_file(args, flag_datadir, file, env)
+}
+
+/// The node's settings from `text`, a config file named by `--config` and
+/// no other flag, as `ourcoind` resolves them (the fuzz target's body: a
+/// hostile file is refused with an error, never a panic).
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn resolve_config_text(text: &str) -> Result<NodeConfig, ConfigError> {
+    let env = Environment { home: Some(PathBuf::from("/home/ourcoin")), rust_log: None };
+    let path = PathBuf::from("/home/ourcoin/ourcoind.toml");
+    let file = ConfigFile::parse(path.clone(), Found::Given, text)?;
+    resolve_with_file(Flags { config: Some(path), ..Flags::default() }, None, Some(file), &env)
+}
+
+fn resolve_with_file(
+    args: Flags,
+    flag_datadir: Option<PathBuf>,
+    file: Option<ConfigFile>,
+    env: &Environment,
+) -> Result<NodeConfig, ConfigError> {
     let values = file.as_ref().map(|f| f.values.clone()).unwrap_or_default();
     let file_path = file.as_ref().map(|f| f.path.clone());
 

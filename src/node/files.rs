@@ -6,7 +6,7 @@ use std::path::Path;
 
 use libp2p::identity::Keypair;
 
-use crate::types::{decode, encode, SignedTransaction};
+use crate::types::{decode, encode, DecodeError, SignedTransaction};
 
 /// The largest saved mempool file read back.
 const MAX_MEMPOOL_FILE_BYTES: usize = 256 * 1024 * 1024;
@@ -58,8 +58,13 @@ pub fn take_saved_mempool(path: &Path) -> Result<Vec<SignedTransaction>, FileErr
         Err(e) => return Err(io_error("read", path)(e)),
     };
     let _ = std::fs::remove_file(path);
-    decode(&bytes, MAX_MEMPOOL_FILE_BYTES)
+    decode_saved_mempool(&bytes)
         .map_err(|e| FileError::Damaged { path: path.display().to_string(), reason: e.to_string() })
+}
+
+/// The transactions of a saved mempool file's bytes.
+pub fn decode_saved_mempool(bytes: &[u8]) -> Result<Vec<SignedTransaction>, DecodeError> {
+    decode(bytes, MAX_MEMPOOL_FILE_BYTES)
 }
 
 #[cfg(test)]

@@ -394,7 +394,22 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
         actions
     }
 
+    /// Whether `id` is a request to `peer` of the kind `blocks` says; a reply
+    /// of the other kind to it fails the request (never dropping it silently,
+    /// which left a headers request marked asked, or slots asked, for ever).
+    fn answers(&mut self, peer: P, id: RequestId, blocks: bool, actions: &mut Vec<Action<P>>) -> bool {
+        let Some(request) = self.requests.get(&id).filter(|r| r.peer == peer) else { return false };
+        if matches!(request.asked, Asked::Blocks(_)) == blocks {
+            return true;
+        }
+        self.on_failed(peer, id, "answered a sync request with another kind of reply", actions);
+        false
+    }
+
     fn on_headers(&mut self, peer: P, id: RequestId, outcome: HeadersOutcome, actions: &mut Vec<Action<P>>) {
+        if !self.answers(peer, id, false, actions) {
+            return;
+        }
         let Some(request) = self.take_request(id, peer) else { return };
         let Asked::Headers = request.asked else { return };
         let Some(target) = self.target.as_mut().filter(|t| t.source == peer) else { return };
@@ -514,6 +529,9 @@ impl<P: Copy + Ord + std::fmt::Debug> Sync<P> {
     }
 
     fn on_blocks(&mut self, peer: P, id: RequestId, hashes: &[BlockHash], actions: &mut Vec<Action<P>>) {
+        if !self.answers(peer, id, true, actions) {
+            return;
+        }
         let Some(request) = self.take_request(id, peer) else { return };
         let Asked::Blocks(asked) = request.asked else { return };
         let is_prefix = hashes.len() <= asked.len() && hashes.iter().zip(&asked).all(|(got, want)| got == want);
@@ -763,5 +781,7 @@ fn push_slots<P>(target: &mut Target<P>, first_height: u64, hashes: &[BlockHash]
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+mod invariants;
 #[cfg(test)]
 mod tests;

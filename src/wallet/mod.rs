@@ -168,7 +168,11 @@ fn read_file(path: &Path) -> Result<WalletFile, WalletError> {
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(WalletError::Invalid { path: shown, reason: format!("it is larger than {MAX_FILE_BYTES} bytes") });
     }
-    serde_json::from_str(&text).map_err(|e| WalletError::Invalid { path: shown, reason: e.to_string() })
+    parse_file(&text, shown)
+}
+
+fn parse_file(text: &str, shown: String) -> Result<WalletFile, WalletError> {
+    serde_json::from_str(text).map_err(|e| WalletError::Invalid { path: shown, reason: e.to_string() })
 }
 
 /// Writes `text` as the wallet file, mode 0600: `create_new` for a new
@@ -304,8 +308,29 @@ impl Wallet {
 
     /// Loads a wallet file of `network`, opening a sealed one with `passphrase`.
     pub fn load_with(path: &Path, network: Network, passphrase: Option<&[u8]>) -> Result<Wallet, WalletError> {
-        let shown = path.display().to_string();
-        let file = read_file(path)?;
+        Wallet::from_file(read_file(path)?, network, passphrase, path.display().to_string())
+    }
+
+    /// A wallet file's text as [`Wallet::load_with`] reads it, and the file
+    /// text it would save (the fuzz target's body).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn from_text(
+        text: &str,
+        network: Network,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(Wallet, Option<String>), WalletError> {
+        let shown = "wallet.json".to_string();
+        let wallet = Wallet::from_file(parse_file(text, shown.clone())?, network, passphrase, shown)?;
+        let saved = wallet.file_text(Path::new("wallet.json")).ok();
+        Ok((wallet, saved))
+    }
+
+    fn from_file(
+        file: WalletFile,
+        network: Network,
+        passphrase: Option<&[u8]>,
+        shown: String,
+    ) -> Result<Wallet, WalletError> {
         if file.network != network {
             return Err(WalletError::WrongNetwork { path: shown, found: file.network, expected: network });
         }

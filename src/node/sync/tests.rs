@@ -591,3 +591,20 @@ fn a_peer_holding_up_a_full_window_loses_its_request_to_another() {
     sim.settle();
     assert_eq!(sim.tip, hash(0, 60));
 }
+
+/// Found by the `sync_machine` fuzz target: a blocks reply to a headers
+/// request removed the request but left it marked asked, so no headers
+/// request was ever sent again and no timeout could fire.
+#[test]
+fn a_blocks_reply_to_a_headers_request_does_not_stall_sync() {
+    let mut sync: Sync<Peer> = Sync::new(small_config(0), 0, work(0));
+    let now = Instant::now();
+    let actions = sync.on_event(now, Event::Status { peer: 1, work: work(10), tip: hash(0, 10) });
+    let Some(Action::RequestHeaders { id, .. }) = actions.first().cloned() else { panic!("{actions:?}") };
+    let actions = sync.on_event(now, Event::Blocks { peer: 1, id, hashes: vec![] });
+    assert!(actions.iter().any(|a| matches!(a, Action::Penalize { peer: 1, .. })), "{actions:?}");
+    sync.check_invariants().unwrap();
+    // The peer says it again: its headers are asked for again.
+    let actions = sync.on_event(now, Event::Status { peer: 1, work: work(10), tip: hash(0, 10) });
+    assert!(actions.iter().any(|a| matches!(a, Action::RequestHeaders { peer: 1, .. })), "{actions:?}");
+}
