@@ -210,7 +210,11 @@ fn compact_blocks_rebuild_fetch_fall_back_and_refuse_what_does_not_check_out() {
         !x.was_asked(|r| matches!(r, SyncRequest::Blocks(h) if h == &[s.hash()])),
         "the silent sender is not asked again"
     );
-    assert_eq!((stat(&n, "received"), stat(&n, "fallen_back")), (1, 1), "{}", compact_stats(&n));
+    // The status board is refreshed on the node's next turn: wait for it.
+    wait_until("N counts one compact block received and one fallback", DEADLINE, || {
+        let stats = compact_stats(&n);
+        (uint(&stats, "received"), uint(&stats, "fallen_back")) == (1, 1)
+    });
     assert_eq!(n.tip(), t.to_string(), "S only ties with T, which came first");
     x.answer_payments.store(true, Ordering::SeqCst);
 
