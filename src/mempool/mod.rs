@@ -735,7 +735,24 @@ impl Mempool {
                 self.revalidate_sender(address, &accounts(address));
             }
         }
+        self.trim_gapped();
         returned
+    }
+
+    /// Evicts the cheapest gapped sequence tails until the gapped bound holds:
+    /// a reorg whose payments cannot all return (no signature kept) leaves
+    /// later nonces behind new gaps. Taking a tail never opens a gap.
+    fn trim_gapped(&mut self) {
+        while self.gapped > self.config.max_gapped {
+            let victim = self.tails.iter().find(|key| {
+                self.entries
+                    .get(&key.txid)
+                    .and_then(|e| self.senders.get(&e.sender).map(|q| e.nonce() >= q.first_gapped_nonce()))
+                    .unwrap_or(false)
+            });
+            let Some(txid) = victim.map(|key| key.txid) else { return };
+            self.remove_entry(&txid);
+        }
     }
 
     pub fn get(&self, txid: &Txid) -> Option<&SignedTransaction> {
