@@ -928,3 +928,25 @@ fn a_batch_verifies_signatures_together_and_marks_exactly_the_bad_ones() {
     // The good ones' pairings are cached for block validation.
     assert_eq!(cache.stats().entries, 3);
 }
+
+/// Found by the `mempool` fuzz target: undoing a block whose payments'
+/// signatures the node does not know left the sender's later transactions
+/// gapped, over the gapped cap.
+#[test]
+fn an_undone_block_whose_payments_do_not_return_keeps_the_gapped_cap() {
+    let key = TestKey::new(1);
+    let config = MempoolConfig { max_gapped: 1, ..MempoolConfig::default() };
+    let mut pool = Mempool::new(regtest(), config);
+    let (p0, p1, p2) = (pay(&key, 2_000, 0), pay(&key, 3_000, 1), pay(&key, 4_000, 2));
+    for stx in [p0, p1, p2] {
+        pool.add(stx, account(1_000_000, 0), 0).unwrap();
+    }
+    let mined = HashMap::from([(key.address, account(1_000_000 - 12_000, 1))]);
+    pool.remove_confirmed(&block_with(&[p0]), &ledger_fn(&mined));
+    assert_eq!(pool.len(), 2);
+    let undone = HashMap::from([(key.address, account(1_000_000, 0))]);
+    pool.return_disconnected(&block_with(&[p0]), &NoSignatures, &ledger_fn(&undone), 0);
+    assert_eq!(pool.gapped_count(), 1, "within the cap");
+    assert!(pool.contains(&p1.txid()) && !pool.contains(&p2.txid()), "the top of the sequence went");
+    assert_consistent(&pool);
+}
