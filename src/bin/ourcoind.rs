@@ -82,9 +82,6 @@ struct Args {
     relay_full_blocks: bool,
 }
 
-/// Set once from the command line, before the node starts.
-static RELAY_FULL_BLOCKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 impl From<Args> for Flags {
     fn from(a: Args) -> Flags {
         Flags {
@@ -113,7 +110,7 @@ impl From<Args> for Flags {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    RELAY_FULL_BLOCKS.store(args.relay_full_blocks, std::sync::atomic::Ordering::Relaxed);
+    let relay_full_blocks = args.relay_full_blocks;
     let config = match resolve(args.into()) {
         Ok(config) => config,
         Err(e) => {
@@ -135,7 +132,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, relay_full_blocks)) {
         Ok(Stopped::Clean) => ExitCode::SUCCESS,
         Ok(Stopped::Fatal(reason)) => {
             eprintln!("error: {reason}");
@@ -148,7 +145,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(mut config: NodeConfig) -> Result<Stopped> {
+async fn run(mut config: NodeConfig, relay_full_blocks: bool) -> Result<Stopped> {
     let params = Params::get(config.network);
     let datadir = config.datadir.clone();
     std::fs::create_dir_all(&datadir)
@@ -241,7 +238,7 @@ async fn run(mut config: NodeConfig) -> Result<Stopped> {
     let blocknotify = config.blocknotify.clone().map(ourcoin::node::notify::BlockNotify::new);
     let node = Node::new(chain, client, data_files, mining, status_board)
         .with_operator(metrics, blocknotify)
-        .with_full_block_relay(RELAY_FULL_BLOCKS.load(std::sync::atomic::Ordering::Relaxed));
+        .with_full_block_relay(relay_full_blocks);
     // The node validates and stores on a thread of its own; this runtime
     // keeps polling the swarm whatever the node is busy with.
     let (stop, stop_rx) = tokio::sync::oneshot::channel();
