@@ -36,6 +36,9 @@
 #   fund      the miners pay --payers other nodes (not measured)
 #   load      --load seconds of payments (ourcoin-cli send inside a payer's
 #             namespace, to its own node) at about --tx-rate a second
+#   after     --idle seconds of blocks and no payments again; a payment's
+#             cost per node is its load-phase bytes over the mean rate of
+#             the two idle phases (tx_relay_bytes_per_payment_per_node)
 #   quiet     the miners stop; --quiet seconds of no blocks and no payments:
 #             what an idle network costs a node beside its blocks (measured
 #             on the nodes that do not mine)
@@ -341,8 +344,10 @@ link_counters() {
         }' | sort -n
 }
 
-# Gossip counters of every node's block topic from its metrics endpoint:
-# prints "i received_with_duplicates received_first" lines.
+# Gossip counters of every node from its metrics endpoint: prints lines of
+# "i block_received_with_duplicates block_received_first
+# tx_received_with_duplicates tx_received_first tx_sent tx_received_bytes
+# iwant_requests" (the tx bytes are those of the messages received first).
 gossip_counters() {
     local i body
     for ((i = 1; i <= nodes; i++)); do
@@ -350,9 +355,15 @@ gossip_counters() {
             "exec 3<>/dev/tcp/127.0.0.1/$metrics_port && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" \
             2>/dev/null || true)"
         awk -v i="$i" '
-            /gossipsub_topic_msg_recv_counts_unfiltered/ && /block/ && !/^#/ { all += $NF }
-            /gossipsub_topic_msg_recv_counts(_total)?[{ ]/ && !/unfiltered/ && /block/ && !/^#/ { first += $NF }
-            END { print i, all + 0, first + 0 }' <<<"$body"
+            /^#/ { next }
+            /gossipsub_topic_msg_recv_counts_unfiltered/ && /\/block\// { all += $NF }
+            /gossipsub_topic_msg_recv_counts(_total)?[{ ]/ && /\/block\// { first += $NF }
+            /gossipsub_topic_msg_recv_counts_unfiltered/ && /\/tx\// { tx_all += $NF }
+            /gossipsub_topic_msg_recv_counts(_total)?[{ ]/ && /\/tx\// { tx_first += $NF }
+            /gossipsub_topic_msg_sent_counts(_total)?[{ ]/ && /\/tx\// { tx_sent += $NF }
+            /gossipsub_topic_msg_recv_bytes(_total)?[{ ]/ && /\/tx\// { tx_bytes += $NF }
+            /gossipsub_topic_iwant_msgs(_total)?[{ ]/ { iwant += $NF }
+            END { print i, all + 0, first + 0, tx_all + 0, tx_first + 0, tx_sent + 0, tx_bytes + 0, iwant + 0 }' <<<"$body"
     done
 }
 
@@ -613,6 +624,14 @@ wait "$payment_pid" || true
 payment_pid=""
 mark load_end
 
+# The same as the idle phase, after the payments: what a node carries
+# without payments drifts (its lookups and refreshes settle after the
+# start), so a payment's cost is the load phase over both idle phases.
+echo "netsim: idle phase after the payments, ${idle_secs}s..." >&2
+mark after_start
+pause "$idle_secs"
+mark after_end
+
 # --- figures ---------------------------------------------------------------------
 
 echo "netsim: collecting peers and RSS..." >&2
@@ -838,22 +857,44 @@ for node in nodes:
                 if fields.get("hash") in mined_hashes and phases["load_start"] <= t < phases["load_end"] + 5:
                     confirmed += int(fields.get("txs", 0))
 load["payments_in_blocks"] = confirmed
+after = traffic("after_start", "after_end")
+
+
+def node_totals(start, end):
+    a, b = links(start), links(end)
+    return {i: sum(b[i]) - sum(a[i]) for i in b if i in a}
+
+
 if payments_ok:
-    links_a, links_b = links("load_start"), links("load_end")
-    total = [sum(links_b[i]) - sum(links_a[i]) for i in links_b if i in links_a]
-    # What a payment adds over the idle rate, per node.
-    extra = statistics.median(total) - (idle["bytes_per_s"] or 0) * load["seconds"]
-    load["extra_bytes_per_payment"] = round(extra / payments_ok)
+    # What a payment adds, per node: its bytes in the load phase over its
+    # own rate in the idle phases before and after (their mean), then the
+    # median over nodes.
+    load_total, before, later = node_totals("load_start", "load_end"), node_totals("idle_start", "idle_end"), node_totals("after_start", "after_end")
+    extra = [load_total[i] - (before[i] / idle["seconds"] + later[i] / after["seconds"]) / 2 * load["seconds"]
+             for i in load_total if i in before and i in later]
+    load["extra_bytes_per_payment"] = round(statistics.median(extra) / payments_ok) if extra else None
 
 duplicates = None
+tx_gossip = None
 duplicates_note = "ourcoind has no --metrics"
 if machine["settings"].split()[-1] == "1":
     duplicates_note = "the metrics endpoint serves no gossipsub_topic_msg_recv_counts_unfiltered"
     def gossip(name):
-        return {int(i): (int(a), int(f)) for i, a, f in (line.split() for line in read_lines(f"gossip-{name}"))}
+        return {int(fields[0]): [int(x) for x in fields[1:]] for fields in (line.split() for line in read_lines(f"gossip-{name}"))}
     start, end = gossip("load_start"), gossip("load_end")
+    delta = {i: [b - a for a, b in zip(start[i], end[i])] for i in end if i in start}
+    # Payments as gossip: copies received per payment received first, sent
+    # per payment, the size of one (its gossip payload) and IWANTs.
+    firsts = [d[3] for d in delta.values() if d[3]]
+    if firsts:
+        tx_gossip = {
+            "received_per_payment": round(statistics.median(d[2] / d[3] for d in delta.values() if d[3]), 2),
+            "sent_per_payment": round(statistics.median(d[4] / d[3] for d in delta.values() if d[3]), 2),
+            "payment_bytes": round(sum(d[5] for d in delta.values()) / sum(firsts)),
+            "iwant_per_payment": round(statistics.median(d[6] / d[3] for d in delta.values() if d[3]), 2),
+        }
     blocks = load["blocks"]
-    per_node = [((end[i][0] - start[i][0]) - (end[i][1] - start[i][1])) / blocks for i in end if i in start and blocks]
+    per_node = [(d[0] - d[1]) / blocks for d in delta.values() if blocks]
     if per_node and any(end[i][0] for i in end):
         duplicates = round(statistics.median(per_node), 2)
         duplicates_note = "gossipsub metrics, received with duplicates minus received first, block topic"
@@ -896,8 +937,13 @@ result = {
     "propagation_to_last_node_ms_p50": percentile(last_node_delays, 50),
     "gossip_duplicates_per_node_per_block": duplicates,
     "gossip_duplicates_source": duplicates_note,
+    # What one payment costs a node on its interface (sent + received), over
+    # the idle rate; and its gossip, from gossipsub's metrics.
+    "tx_relay_bytes_per_payment_per_node": load.get("extra_bytes_per_payment"),
+    "tx_gossip": tx_gossip,
     "idle": idle,
     "load": load,
+    "idle_after": after,
     "quiet": quiet,
     "rss_mib": spread(rss_mib),
     "rss_peak_mib_max": max(hwm_mib) if hwm_mib else None,
@@ -933,10 +979,14 @@ rows = [
     ("idle: bytes/s per node (sent+received), median / max", f"{show(idle['bytes_per_s'])} / {show(idle['bytes_per_s_max'])}"),
     ("idle: bytes per node per block, sent / received", f"{show(idle['sent_bytes_per_block'])} / {show(idle['received_bytes_per_block'])} ({idle['blocks']} blocks)"),
     ("load: payments sent (failed), confirmed by 5 s after", f"{load['payments_sent']} ({load['payments_failed']}), {load['payments_in_blocks']}; {load['blocks']} blocks in the phase"),
+    ("idle after the payments: bytes/s per node, median / max", f"{show(after['bytes_per_s'])} / {show(after['bytes_per_s_max'])}"),
     ("quiet (no blocks): bytes/s per node (sent+received), median / max", f"{show(quiet['bytes_per_s'])} / {show(quiet['bytes_per_s_max'])}"),
     ("load: bytes/s per node (sent+received), median / max", f"{show(load['bytes_per_s'])} / {show(load['bytes_per_s_max'])}"),
     ("load: bytes per node per block, sent / received", f"{show(load['sent_bytes_per_block'])} / {show(load['received_bytes_per_block'])}"),
     ("load: extra bytes per node per payment", show(load.get("extra_bytes_per_payment"))),
+    ("payments' gossip per node: copies received / sent, bytes, IWANTs",
+     "n/a" if tx_gossip is None else f"{tx_gossip['received_per_payment']} / {tx_gossip['sent_per_payment']} per payment, "
+     f"{tx_gossip['payment_bytes']} B each, {tx_gossip['iwant_per_payment']} IWANTs per payment"),
     ("RSS per node min/median/max (peak max)", f"{result['rss_mib']['min']} / {result['rss_mib']['median']} / {result['rss_mib']['max']} MiB ({show(result['rss_peak_mib_max'])})"),
     ("neighbour table", f"{arp[3]} entries (all namespaces), {arp[6]} learned, table full {arp[5] - arp[2]} times, forced gc {arp[4] - arp[1]} times"),
 ]
