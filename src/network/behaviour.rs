@@ -114,10 +114,13 @@ fn score_params(params: &Params) -> gossipsub::PeerScoreParams {
 }
 
 /// The payment topic's mesh (gossipsub's defaults, kept for blocks, are 6,
-/// 5 and 12, with at least 2 outbound).
+/// 5 and 12, with at least 2 outbound). The high mark stays at 6: a node
+/// refuses a GRAFT beyond it, and a peer refused while the node is its only
+/// connection lost what it published (tests/hostile.rs, the flood of five
+/// peers, failed with a high mark of 4).
 pub const TX_MESH_N: usize = 2;
 pub const TX_MESH_N_LOW: usize = 2;
-pub const TX_MESH_N_HIGH: usize = 4;
+pub const TX_MESH_N_HIGH: usize = 6;
 pub const TX_MESH_OUTBOUND_MIN: usize = 1;
 /// Heartbeats whose message ids are advertised (default 3), and to how many
 /// peers outside the mesh at least (default 6).
