@@ -46,6 +46,12 @@ use super::pairing_cache::PairingCache;
 /// bad claim takes six levels.
 const MAX_BATCH: usize = 64;
 
+/// Claims a batch is split into per core at least: below it, the fixed
+/// cost of one more check outweighs the core it would use (with gossip's
+/// batches of a few payments, splitting them across two cores doubled the
+/// checks and made each payment pay for a third of one).
+const MIN_PER_WORKER: usize = 16;
+
 /// A message with its signer's public key and signature.
 pub type SignedMessage = (PublicKey, Vec<u8>, Signature);
 
@@ -64,7 +70,7 @@ struct Claim {
 }
 
 /// Which of the signed messages verify, as `Signature::verify` would say of
-/// each: batches of up to 64 spread over the cores, random weights, bisection
+/// each: batches of 16 to 64 spread over the cores, random weights, bisection
 /// of failed batches. With a cache, the Miller-loop value of every valid
 /// message is kept for block validation.
 ///
@@ -73,7 +79,7 @@ struct Claim {
 /// check (from async code, call it on a blocking thread).
 pub fn verify_batch(items: &[SignedMessage], cache: Option<&PairingCache>) -> Vec<bool> {
     let mut verdicts = vec![false; items.len()];
-    let batch_size = items.len().div_ceil(available_cores()).clamp(1, MAX_BATCH);
+    let batch_size = items.len().div_ceil(available_cores()).clamp(MIN_PER_WORKER, MAX_BATCH);
     let batches: Vec<_> = items.chunks(batch_size).collect();
     let valid = on_workers(&batches, 1, |claimed| {
         let mut valid = Vec::new();

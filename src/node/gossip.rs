@@ -17,8 +17,12 @@ use crate::types::{decode, encode, Block, BlockMessage, CompactBlock, SignedTran
 
 /// Gossiped transactions verified together at most.
 pub const BATCH_MAX: usize = 64;
-/// The longest a gossiped transaction waits for its batch.
-pub const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+/// The longest a gossiped transaction waits for its batch. A check has a
+/// fixed cost of about two payments' worth (the final pairing and the
+/// multi-exponentiation set-up), so at hundreds of payments a second a
+/// wait of a few milliseconds left batches of two or three paying it; 20 ms
+/// a hop is small beside a block interval and lets batches fill.
+pub const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Gossiped transactions waiting for their signatures to be checked together.
 #[derive(Default)]
