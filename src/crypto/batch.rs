@@ -79,7 +79,8 @@ struct Claim {
 /// check (from async code, call it on a blocking thread).
 pub fn verify_batch(items: &[SignedMessage], cache: Option<&PairingCache>) -> Vec<bool> {
     let mut verdicts = vec![false; items.len()];
-    let batch_size = items.len().div_ceil(available_cores()).clamp(MIN_PER_WORKER, MAX_BATCH);
+    let workers = (items.len() / MIN_PER_WORKER).clamp(1, available_cores());
+    let batch_size = items.len().div_ceil(workers).clamp(1, MAX_BATCH);
     let batches: Vec<_> = items.chunks(batch_size).collect();
     let valid = on_workers(&batches, 1, |claimed| {
         let mut valid = Vec::new();
