@@ -148,6 +148,20 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     endpoint_of(addr).map(|(endpoint, _)| endpoint.ip())
 }
 
+/// The older of two connections of a peer; of two opened at the same
+/// instant, the outbound one (the one we chose).
+fn first_of<'a>(
+    a: (ConnectionId, &'a Connection),
+    b: (ConnectionId, &'a Connection),
+) -> (ConnectionId, &'a Connection) {
+    let key = |(_, c): (ConnectionId, &Connection)| (c.since, c.direction == Direction::Inbound);
+    if key(b) < key(a) {
+        b
+    } else {
+        a
+    }
+}
+
 fn counts_per_ip(ip: Option<IpAddr>) -> Option<IpAddr> {
     ip.filter(|ip| Reach::of(*ip) != Reach::Loopback)
 }
@@ -173,27 +187,31 @@ impl PeerSet {
         self.connections.values().any(|c| c.peer == *peer && c.kind == Kind::Peer)
     }
 
-    /// Peers (not clients, not lookups), with their first peer connection.
+    /// Each peer (not a client, not a lookup) with its first peer
+    /// connection, the one that made it a peer: its direction is the
+    /// peer's, whatever further connections the two sides open. (A peer we
+    /// dialled may dial us back, and Kademlia may dial an inbound peer for a
+    /// lookup; counted by their later connections, one peer would take a
+    /// slot of each kind, and a flood that we also dial would pass the
+    /// inbound cap.)
+    fn first_connections(&self) -> HashMap<PeerId, (ConnectionId, &Connection)> {
+        let mut first: HashMap<PeerId, (ConnectionId, &Connection)> = HashMap::new();
+        for (id, c) in self.connections.iter().filter(|(_, c)| c.kind == Kind::Peer) {
+            first.entry(c.peer).and_modify(|f| *f = first_of(*f, (*id, c))).or_insert((*id, c));
+        }
+        first
+    }
+
+    /// Peers, with their first peer connection, oldest first.
     pub fn peers(&self) -> Vec<(&PeerId, &Connection, Option<&PeerInfo>)> {
-        let mut seen = HashSet::new();
-        let mut peers: Vec<_> = self
-            .connections
-            .values()
-            .filter(|c| c.kind == Kind::Peer)
-            .filter(|c| seen.insert(c.peer))
-            .map(|c| (&c.peer, c, self.info.get(&c.peer)))
-            .collect();
+        let mut peers: Vec<_> =
+            self.first_connections().into_values().map(|(_, c)| (&c.peer, c, self.info.get(&c.peer))).collect();
         peers.sort_by_key(|(_, c, _)| c.since);
         peers
     }
 
     pub fn peer_count(&self, direction: Direction) -> usize {
-        self.connections
-            .values()
-            .filter(|c| c.kind == Kind::Peer && c.direction == direction)
-            .map(|c| c.peer)
-            .collect::<HashSet<_>>()
-            .len()
+        self.first_connections().values().filter(|(_, c)| c.direction == direction).count()
     }
 
     /// Whether any connection to `peer` is open, of any kind.
@@ -203,10 +221,10 @@ impl PeerSet {
 
     /// The network groups of our outbound peers.
     pub fn outbound_groups(&self) -> HashSet<Group> {
-        self.connections
+        self.first_connections()
             .values()
-            .filter(|c| c.kind == Kind::Peer && c.direction == Direction::Outbound)
-            .filter_map(|c| c.ip.map(Group::of))
+            .filter(|(_, c)| c.direction == Direction::Outbound)
+            .filter_map(|(_, c)| c.ip.map(Group::of))
             .collect()
     }
 
@@ -294,18 +312,7 @@ impl PeerSet {
         let mut actions = Vec::new();
         if self.peer_count(Direction::Inbound) >= self.limits.max_inbound() && !was_peer {
             match self.eviction_choice(now) {
-                Some(victim) => {
-                    let victim_peer = self.connections.get(&victim).map(|c| c.peer);
-                    let all: Vec<ConnectionId> = self
-                        .connections
-                        .iter()
-                        .filter(|(_, c)| Some(c.peer) == victim_peer && c.kind != Kind::Closing)
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for connection in all {
-                        actions.extend(self.close(connection, "evicted to make room for a newcomer"));
-                    }
-                }
+                Some(victim) => actions.extend(self.close_peer_of(victim, "evicted to make room for a newcomer")),
                 None => return self.close(id, "inbound slots full"),
             }
         }
@@ -324,17 +331,17 @@ impl PeerSet {
         actions
     }
 
-    /// The inbound peer connection to close to make room, if any may go.
+    /// A connection of the inbound peer to close to make room, if any may go.
     fn eviction_choice(&self, now: Instant) -> Option<ConnectionId> {
         let candidates = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.kind == Kind::Peer && c.direction == Direction::Inbound && !c.manual)
+            .first_connections()
+            .into_values()
+            .filter(|(_, c)| c.direction == Direction::Inbound && !c.manual)
             .map(|(id, c)| {
                 let info = self.info.get(&c.peer);
                 let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
                 Candidate {
-                    id: *id,
+                    id,
                     group: c.ip.map(Group::of).unwrap_or(Group([0; 5])),
                     connected: now.saturating_duration_since(c.since),
                     ping: info.and_then(|i| i.ping),
@@ -400,7 +407,27 @@ impl PeerSet {
                 }
             })
             .collect();
-        due.into_iter().flat_map(|(id, why)| self.close(id, why)).collect()
+        let mut actions: Vec<Action> = due.into_iter().flat_map(|(id, why)| self.close(id, why)).collect();
+        // A peer we dialled that dialled us back is inbound once our
+        // connection closes, and may find the inbound slots full.
+        if self.peer_count(Direction::Inbound) > self.limits.max_inbound() {
+            if let Some(victim) = self.eviction_choice(now) {
+                actions.extend(self.close_peer_of(victim, "inbound slots over the cap"));
+            }
+        }
+        actions
+    }
+
+    /// Closes every open connection of the peer of connection `id`.
+    fn close_peer_of(&mut self, id: ConnectionId, why: &'static str) -> Vec<Action> {
+        let Some(peer) = self.connections.get(&id).map(|c| c.peer) else { return Vec::new() };
+        let all: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.peer == peer && c.kind != Kind::Closing)
+            .map(|(id, _)| *id)
+            .collect();
+        all.into_iter().flat_map(|connection| self.close(connection, why)).collect()
     }
 }
 

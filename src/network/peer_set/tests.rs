@@ -226,3 +226,59 @@ fn when_every_inbound_peer_is_protected_the_newcomer_is_refused() {
     assert_eq!(h.settle(&actions), vec![newcomer]);
     assert!(h.set.connection(a).is_some() && h.set.connection(b).is_some());
 }
+
+#[test]
+fn a_peer_keeps_the_direction_of_its_first_connection_and_the_inbound_cap_holds() {
+    // Eight inbound slots, full of a flood from one network.
+    let mut h = Harness::new(limits(10, 2));
+    for i in 0..8u64 {
+        let (_, _, actions) = h.inbound_peer(&format!("66.66.0.{}", i + 1), i);
+        assert!(h.settle(&actions).is_empty());
+    }
+    // We dial one of the flood's identities for an outbound slot, and it
+    // dials us back: one outbound peer, not a ninth inbound one.
+    let peer = PeerId::random();
+    let dialled = ConnectionId::new_unchecked(500);
+    h.set.established(
+        dialled,
+        Opened { peer, direction: Direction::Outbound, addr: addr("66.66.1.1", 9733), intended: true, manual: false },
+        h.at(10),
+    );
+    let back = ConnectionId::new_unchecked(501);
+    h.set.established(
+        back,
+        Opened { peer, direction: Direction::Inbound, addr: addr("66.66.1.1", 5000), intended: false, manual: false },
+        h.at(11),
+    );
+    assert_eq!(h.set.connection(back).map(|c| c.kind), Some(Kind::Peer));
+    assert_eq!((h.set.peer_count(Direction::Inbound), h.set.peer_count(Direction::Outbound)), (8, 1));
+    let listed = h.set.peers();
+    let (_, first, _) = listed.iter().find(|(p, _, _)| **p == peer).expect("listed");
+    assert_eq!(first.direction, Direction::Outbound, "listed by the connection that made it a peer");
+    // A lookup's connection to an inbound peer makes it no outbound peer.
+    // (It comes from another network, so one of the flood makes room.)
+    let (inbound_id, inbound_peer, actions) = h.inbound_peer("30.1.1.1", 12);
+    h.settle(&actions);
+    assert_eq!(h.set.connection(inbound_id).map(|c| c.kind), Some(Kind::Peer));
+    h.set.established(
+        ConnectionId::new_unchecked(502),
+        Opened {
+            peer: inbound_peer,
+            direction: Direction::Outbound,
+            addr: addr("30.1.1.1", 9733),
+            intended: false,
+            manual: false,
+        },
+        h.at(13),
+    );
+    assert_eq!((h.set.peer_count(Direction::Inbound), h.set.peer_count(Direction::Outbound)), (8, 1));
+    // Our connection closes: the peer is inbound now, one over the cap,
+    // and the next tick evicts down to it.
+    assert!(h.set.closed(dialled).is_empty(), "still a peer by the connection it opened");
+    assert_eq!(h.set.peer_count(Direction::Outbound), 0);
+    let over = h.set.peer_count(Direction::Inbound);
+    assert!(over > 8, "{over} inbound peers");
+    let actions = h.set.tick(h.at(14));
+    h.settle(&actions);
+    assert_eq!(h.set.peer_count(Direction::Inbound), 8);
+}
