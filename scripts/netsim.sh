@@ -51,6 +51,37 @@
 # duplicates per node per block from the gossipsub metrics of --metrics when
 # ourcoind has that flag (null otherwise); RSS per node.
 #
+# With --big-blocks N the run measures blocks of N payments instead (the
+# issue's 5,000), compact and full in the same run; ourcoin-cli send is far
+# too slow to make them, so examples/netsim_blocks.rs does (`cargo build
+# --release --example netsim_blocks`; found in OURCOIN_BIN_DIR/examples
+# when that is set). Before the nodes start it writes a funded chain, which
+# every node starts on, N payments P1 with a block B1 of them on that
+# chain's tip, and N more P2 (the same payers' next nonces) with B2 on B1.
+# Nothing mines, so those are the only new blocks. The tool runs in node
+# 1's namespace as a peer of node 1 alone (over loopback, so unshaped and
+# not on node 1's veth); node 1 then stands where a miner would. Phases:
+#   converge  every node at the chain's height with min(8, N-1) peers
+#   idle      10 s of nothing: the idle rate, and the gossip meshes settle
+#   P1        the tool gossips P1 to node 1, 500 at a time, each window
+#             once every node's mempool holds the ones before (a node whose
+#             work queue is full ignores gossip); a node whose count has not
+#             grown for 20 s is recorded short and no longer waited for
+#   B1        5 s for the payments' gossip to die down, then the tool
+#             publishes B1 as a compact block; until every node has logged
+#             it as its new best block (180 s at most)
+#   P2, B2    the same, B2 published as a full block
+# Figures per block: propagation from the tool's publish time to each
+# node's "new best block" line (p50/p90/max over every node, node 1
+# included); bytes each node sent and received on its veth from just
+# before the publish until the last node connected it (all traffic,
+# nothing subtracted; the idle phase's rate is given beside it); the
+# message's size; the nodes' compact_blocks counters (status --json) over
+# the block; what the mempools held before it. They go in the JSON line
+# under big_blocks, beside the start, convergence, peers, RSS and
+# neighbour-table figures. --miners, --blocks, --idle, --load, --quiet,
+# --tx-rate and --payers do not apply.
+#
 # Ctrl-C (or SIGTERM, or any error) stops every process and removes every
 # namespace, veth and bridge the run made, and the datadirs; set
 # OURCOIN_NETSIM_KEEP=1 to keep the datadirs (with the logs). A run refuses to
@@ -84,6 +115,8 @@ usage: $0 NODES [OPTIONS]      (NODES: 2 to $max_nodes)
                         as 2mbit or 500kbit; env OURCOIN_NETSIM_RATE; default none)
   --blocks MODE         how the miners publish blocks: compact (default) or full
                         (ourcoind's hidden --relay-full-blocks, for comparisons)
+  --big-blocks N        instead of the usual phases, two blocks of N payments from a
+                        load tool, one compact and one full (see above)
   --converge-timeout S  give up when the network has not converged in S seconds (default 300)
   --out FILE            where the JSON line goes (default \${TMPDIR:-/tmp}/ourcoin-netsim-NODES-TIME.json)
 EOF
@@ -139,6 +172,7 @@ payers=10
 rate_limit="${OURCOIN_NETSIM_RATE:-}"
 converge_timeout=300
 block_mode=compact
+big_blocks=0
 out=""
 while (($# > 0)); do
     (($# >= 2)) || usage
@@ -153,6 +187,7 @@ while (($# > 0)); do
         --rate-limit) rate_limit="$2" ;;
         --converge-timeout) converge_timeout="$2" ;;
         --blocks) block_mode="$2" ;;
+        --big-blocks) big_blocks="$2" ;;
         --out) out="$2" ;;
         *) usage ;;
     esac
@@ -167,13 +202,23 @@ if [[ "$block_mode" != compact && "$block_mode" != full ]]; then
     exit 2
 fi
 for pair in "miners:$miners" "bootstrap-from:$bootstrap_from" "idle:$idle_secs" "quiet:$quiet_secs" "load:$load_secs" \
-    "payers:$payers" "converge-timeout:$converge_timeout"; do
+    "payers:$payers" "converge-timeout:$converge_timeout" "big-blocks:$big_blocks"; do
     if ! [[ "${pair#*:}" =~ ^[0-9]+$ ]]; then
         echo "error: --${pair%%:*} takes a whole number, not '${pair#*:}'" >&2
         exit 2
     fi
 done
-if ((miners < 1 || miners > nodes)); then
+# --big-blocks: the tool's blocks are the only ones. The load tool's
+# windows of payments, and how long the phases wait (see the header).
+readonly big_window=500 big_stall_secs=20 big_window_timeout=300 big_settle_secs=5 big_idle_secs=10 \
+    big_block_timeout=180
+if ((big_blocks)); then
+    miners=0
+    if ((big_blocks > 100000)); then
+        echo "error: --big-blocks takes at most 100000 payments a block" >&2
+        exit 2
+    fi
+elif ((miners < 1 || miners > nodes)); then
     echo "error: --miners must be between 1 and the number of nodes ($nodes)" >&2
     exit 2
 fi
@@ -222,11 +267,25 @@ if "$ourcoind" --help | grep -q -- '--metrics'; then
     has_metrics=1
 fi
 
+if ((big_blocks)); then
+    if [[ -z "${OURCOIN_BIN_DIR:-}" ]]; then
+        echo "building the load tool (cargo build --release --example netsim_blocks)..." >&2
+        (cd "$root" && cargo build --release --example netsim_blocks)
+    fi
+    readonly blocks_tool="$bin_dir/examples/netsim_blocks"
+    if [[ ! -x "$blocks_tool" ]]; then
+        echo "error: $blocks_tool is missing; build it with: cargo build --release --example netsim_blocks" >&2
+        exit 1
+    fi
+fi
+
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/ourcoin-netsim.XXXXXX")"
 [[ -n "$out" ]] || out="${TMPDIR:-/tmp}/ourcoin-netsim-$nodes-$(date -u +%Y%m%dT%H%M%SZ).json"
 
 pids=()
 payment_pid=""
+load_pid=""
+payer_ids=()
 sleep_pid=""
 made_namespaces=()
 
@@ -264,6 +323,10 @@ cleanup() {
     if [[ -n "$payment_pid" ]]; then
         kill -TERM "$payment_pid" 2>/dev/null || true
         wait "$payment_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$load_pid" ]]; then
+        kill -TERM "$load_pid" 2>/dev/null || true
+        wait "$load_pid" 2>/dev/null || true
     fi
     stop_nodes
     for ns in ${made_namespaces[@]+"${made_namespaces[@]}"}; do
@@ -323,6 +386,18 @@ logged_height() {
     else
         echo 0
     fi
+}
+
+# Stops the run when a node has exited.
+check_nodes_running() {
+    local i
+    for ((i = 1; i <= nodes; i++)); do
+        if ! kill -0 "${pids[i - 1]}" 2>/dev/null; then
+            echo "error: node $i stopped; the end of $run_dir/node-$i/node.log:" >&2
+            tail -n 20 "$run_dir/node-$i/node.log" >&2
+            exit 1
+        fi
+    done
 }
 
 # Interface counters of every node's link, seen from the hub: what the hub
@@ -455,6 +530,14 @@ wait_for_listen_addr() {
     return 1
 }
 
+if ((big_blocks)); then
+    echo "netsim: preparing a funded chain and two blocks of $big_blocks payments..." >&2
+    "$blocks_tool" prepare "$run_dir/big" --payments "$big_blocks"
+    template_height="$(awk '$1 == "template_height" { print $2 }' "$run_dir/big/prepared")"
+    big_hashes=("" "$(awk '$1 == "block" && $2 == 1 { print $3 }' "$run_dir/big/prepared")"
+        "$(awk '$1 == "block" && $2 == 2 { print $3 }' "$run_dir/big/prepared")")
+fi
+
 addrs=("")
 query_addrs=("")
 wallets=("")
@@ -462,6 +545,9 @@ wallets=("")
 for ((i = 1; i <= nodes; i++)); do
     dir="$run_dir/node-$i"
     mkdir -p "$dir"
+    if ((big_blocks)); then
+        cp -R -- "$run_dir/big/chain" "$dir/chain"
+    fi
     address="$("$cli" --network regtest --wallet "$dir/wallet.json" wallet new | tail -n 1)"
     wallets+=("$address")
     ip="$(node_ip "$i")"
@@ -498,139 +584,315 @@ for ((i = 1; i <= nodes; i++)); do
 done
 echo "last_start $(now)" >>"$run_dir/phases"
 
-# --- converge ----------------------------------------------------------------
+# --- big blocks (--big-blocks) -------------------------------------------------
 
-# The first block mined after the last start must reach every node.
-target_height=$(($(logged_height 1) + 1))
-for ((m = 2; m <= miners; m++)); do
-    h=$(($(logged_height "$m") + 1))
-    ((h > target_height)) && target_height=$h
-done
-echo "netsim: waiting until every node has height $target_height (timeout ${converge_timeout}s)..." >&2
-deadline=$((SECONDS + converge_timeout))
-while true; do
-    behind=0
+# Every node's `status --json`, asked of all at once: the replies go to
+# $run_dir/$1 as "i JSON" lines ("i {}" for a node that did not answer),
+# and "i height peers mempool" lines (-1 for no answer) to stdout.
+node_statuses() {
+    local name="$1" i batch=()
     for ((i = 1; i <= nodes; i++)); do
-        if (($(logged_height "$i") < target_height)); then
-            behind=$((behind + 1))
-        fi
+        (cli_at "$i" --json status 2>/dev/null | tr -d '\n' >"$run_dir/$name-$i" || true) &
+        batch+=("$!")
     done
-    ((behind == 0)) && break
-    if ((SECONDS >= deadline)); then
-        echo "error: $behind node(s) still below height $target_height after ${converge_timeout}s" >&2
+    wait "${batch[@]}" || true
+    for ((i = 1; i <= nodes; i++)); do
+        echo "$i $(cat "$run_dir/$name-$i")"
+        rm -f -- "$run_dir/$name-$i"
+    done >"$run_dir/$name"
+    python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    i, _, text = line.partition(" ")
+    try:
+        s = json.loads(text)
+        print(i, s["height"], s["peers"], s["mempool"])
+    except (ValueError, KeyError, TypeError):
+        print(i, -1, -1, -1)' "$run_dir/$name"
+}
+
+# Sends a line to the load tool and reads its answer, which must start with
+# $2; the answer is left in tool_reply.
+tool_reply=""
+tool_command() {
+    echo "$1" >&"${blocks_load[1]}"
+    if ! read -r -t 120 tool_reply <&"${blocks_load[0]}"; then
+        echo "error: the load tool did not answer '$1' within 120 s; the end of $run_dir/tool.log:" >&2
+        tail -n 20 "$run_dir/tool.log" >&2
         exit 1
     fi
-    for ((i = 1; i <= nodes; i++)); do
-        if ! kill -0 "${pids[i - 1]}" 2>/dev/null; then
-            echo "error: node $i stopped; the end of $run_dir/node-$i/node.log:" >&2
-            tail -n 20 "$run_dir/node-$i/node.log" >&2
-            exit 1
+    if [[ "$tool_reply" != "$2"* ]]; then
+        echo "error: the load tool answered '$1' with '$tool_reply'" >&2
+        exit 1
+    fi
+}
+
+# Waits until every node's mempool holds at least $1 payments, with the
+# per-node counts in $run_dir/mempools. Gives up (returns 1) when no count
+# has grown for big_stall_secs, or after big_window_timeout.
+wait_for_mempools() {
+    local want="$1" short before="" counts
+    local deadline=$((SECONDS + big_window_timeout)) grew=$SECONDS
+    while true; do
+        node_statuses statuses | awk '{ print $1, $4 }' >"$run_dir/mempools"
+        counts="$(cat "$run_dir/mempools")"
+        short="$(awk -v w="$want" '$2 < w' "$run_dir/mempools" | wc -l)"
+        ((short == 0)) && return 0
+        [[ "$counts" != "$before" ]] && grew=$SECONDS
+        before="$counts"
+        if ((SECONDS - grew >= big_stall_secs || SECONDS >= deadline)); then
+            echo "netsim: warning: $short node(s) hold fewer than $want payments:" \
+                "$(awk -v w="$want" '$2 < w { printf "node %s %s; ", $1, $2 }' "$run_dir/mempools")" >&2
+            return 1
         fi
+        check_nodes_running
+        sleep 1
     done
-    sleep 1
-done
-echo "converged $(now)" >>"$run_dir/phases"
-echo "netsim: converged" >&2
+}
 
-# --- idle ----------------------------------------------------------------------
+# Gossips block $1's payments to node 1 through the tool, big_window at a
+# time, each window once every node holds the ones before: a node whose
+# work queue (1,024 messages) is full ignores gossip, and gossip ignored is
+# not sent again. The counts each node held at the end go to
+# $run_dir/big-mempool-$1.
+relay_payments() {
+    local k="$1" from=0 to deadline
+    if ((k == 1)); then
+        # One payment until node 1 holds it: the tool's gossip reaches the node.
+        deadline=$((SECONDS + start_timeout_secs))
+        until tool_command "payments 1 0 1" "sent 1" && [[ "$(node_statuses statuses | awk '$1 == 1 { print $4 }')" -ge 1 ]]; do
+            if ((SECONDS >= deadline)); then
+                echo "error: node 1 admitted none of the load tool's payments within ${start_timeout_secs}s" >&2
+                exit 1
+            fi
+            sleep 0.5
+        done
+        from=1
+    fi
+    echo "netsim: gossiping the $big_blocks payments of block $k, $big_window at a time..." >&2
+    while ((from < big_blocks)); do
+        to=$((from + big_window < big_blocks ? from + big_window : big_blocks))
+        tool_command "payments $k $from $to" "sent $k $from $to"
+        wait_for_mempools "$to" || true
+        from=$to
+    done
+    cp -- "$run_dir/mempools" "$run_dir/big-mempool-$k"
+    echo "payments_${k}_relayed $(now)" >>"$run_dir/phases"
+    # The payments' gossip advertisements die down before the block's window.
+    pause "$big_settle_secs"
+}
 
-echo "netsim: idle phase, ${idle_secs}s (blocks, no payments, no queries)..." >&2
-mark idle_start
-pause "$idle_secs"
-mark idle_end
-
-# --- fund ----------------------------------------------------------------------
-
-# Payers are the nodes after the miners; each miner pays its share of them.
-payer_ids=()
-for ((p = 0; p < payers; p++)); do
-    payer_ids+=($((miners + 1 + p)))
-done
-echo "netsim: the miners fund ${#payer_ids[@]} payers..." >&2
-for p in "${payer_ids[@]}"; do
-    miner=$((1 + p % miners))
-    sent=0
-    # The miner's rewards mature after 10 blocks, and a sender may have only
-    # so many payments pending: retry for a while.
-    for _ in {1..60}; do
-        if cli_at "$miner" send --to "${wallets[p]}" --amount 10 >/dev/null 2>"$run_dir/send.err"; then
-            sent=1
+# Publishes block $1 as a $2 (compact or full) message and waits until
+# every node has logged it as its new best block; the tool's publish time
+# goes to $run_dir/big-blocks, the nodes' counters before and after to
+# $run_dir/big-status-$1-before and -after.
+relay_block() {
+    local k="$1" kind="$2" hash="${big_hashes[$1]}" missing i deadline
+    node_statuses "big-status-$k-before" >/dev/null
+    # As mark does, but the link counters last before the publish and first
+    # after the last node connected it: the gossip counters take a while.
+    if ((has_metrics)); then
+        gossip_counters >"$run_dir/gossip-big${k}_start"
+    fi
+    echo "big${k}_start $(now)" >>"$run_dir/phases"
+    link_counters >"$run_dir/links-big${k}_start"
+    tool_command "block $k $kind" "published $k $kind "
+    read -r _ _ _ published_at published_hash bytes <<<"$tool_reply"
+    if [[ "$published_hash" != "$hash" ]]; then
+        echo "error: the load tool published $published_hash as block $k, not $hash" >&2
+        exit 1
+    fi
+    echo "$k $kind $published_at $hash $bytes" >>"$run_dir/big-blocks"
+    echo "netsim: block $k ($big_blocks payments) published as a $kind message of $bytes bytes; waiting for every node..." >&2
+    deadline=$((SECONDS + big_block_timeout))
+    while true; do
+        missing=()
+        for ((i = 1; i <= nodes; i++)); do
+            grep -F "$hash" "$run_dir/node-$i/node.log" | grep -qF 'new best block' || missing+=("$i")
+        done
+        ((${#missing[@]} == 0)) && break
+        if ((SECONDS >= deadline)); then
+            echo "netsim: warning: ${#missing[@]} node(s) did not connect block $k within ${big_block_timeout}s: ${missing[*]}" >&2
             break
         fi
-        sleep 1
+        check_nodes_running
+        sleep 0.1
     done
-    if ((!sent)); then
-        echo "error: miner $miner could not fund node $p: $(tail -n 1 "$run_dir/send.err")" >&2
-        exit 1
+    echo "big${k}_end $(now)" >>"$run_dir/phases"
+    link_counters >"$run_dir/links-big${k}_end"
+    if ((has_metrics)); then
+        gossip_counters >"$run_dir/gossip-big${k}_end"
     fi
-done
-for p in "${payer_ids[@]}"; do
-    deadline=$((SECONDS + 120))
-    until [[ "$(cli_at "$p" --json balance 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["confirmed"] > 0)' 2>/dev/null)" == True ]]; do
+    node_statuses "big-status-$k-after" >/dev/null
+}
+
+# The --big-blocks phases, instead of the usual ones.
+run_big_blocks() {
+    local want_peers=$((nodes - 1 < 8 ? nodes - 1 : 8)) behind deadline
+    echo "netsim: waiting until every node is at height $template_height with $want_peers or more peers (timeout ${converge_timeout}s)..." >&2
+    deadline=$((SECONDS + converge_timeout))
+    while true; do
+        behind="$(node_statuses statuses | awk -v h="$template_height" -v p="$want_peers" '$2 != h || $3 < p' | wc -l)"
+        ((behind == 0)) && break
         if ((SECONDS >= deadline)); then
-            echo "error: node $p's funding was not confirmed within 120 s" >&2
+            echo "error: $behind node(s) not at height $template_height with $want_peers peers after ${converge_timeout}s" >&2
             exit 1
         fi
+        check_nodes_running
         sleep 1
     done
-done
+    echo "converged $(now)" >>"$run_dir/phases"
+    echo "netsim: converged; ${big_idle_secs}s idle (the idle rate, and the gossip meshes settle)..." >&2
+    mark big_idle_start
+    pause "$big_idle_secs"
+    mark big_idle_end
 
-# --- load ------------------------------------------------------------------------
-
-echo "netsim: payment phase, ${load_secs}s at about $tx_rate payment(s) a second..." >&2
-mark load_start
-interval_us="$(awk -v r="$tx_rate" 'BEGIN { printf "%d", 1000000 / r }')"
-# One payment every interval, each in the background so that a slow send
-# (on a loaded machine one takes seconds) does not slow the rate. Payers
-# take turns, so no two sends from one wallet overlap (they would pick the
-# same nonce); when every payer is still busy, the turn waits.
-pay() {
-    local from="$1" to="$2" started_us result
-    started_us="${EPOCHREALTIME/./}"
-    if cli_at "$from" --json send --to "${wallets[to]}" --amount 0.001 >/dev/null 2>>"$run_dir/payments.err"; then
-        result=ok
-    else
-        result=failed
-    fi
-    echo "$result $started_us ${EPOCHREALTIME/./} $from $to" >>"$run_dir/payments"
+    coproc blocks_load {
+        exec ip netns exec "$prefix-1" "$blocks_tool" run "$run_dir/big" --connect "${addrs[1]}" 2>"$run_dir/tool.log"
+    }
+    load_pid="$blocks_load_PID"
+    relay_payments 1
+    relay_block 1 compact
+    relay_payments 2
+    relay_block 2 full
+    # The end of its input stops the tool.
+    local input="${blocks_load[1]}"
+    exec {input}>&-
+    wait "$load_pid" || true
+    load_pid=""
 }
-(
-    trap - EXIT
-    trap 'exit 0' TERM
-    declare -A busy=()
-    turn=0
-    next_us="${EPOCHREALTIME/./}"
-    end=$((SECONDS + load_secs))
-    while ((SECONDS < end)); do
-        from="${payer_ids[turn % ${#payer_ids[@]}]}"
-        if [[ -n "${busy[$from]:-}" ]] && kill -0 "${busy[$from]}" 2>/dev/null; then
-            sleep 0.05
-            continue
+
+if ((big_blocks)); then
+    run_big_blocks
+else
+    # --- converge ----------------------------------------------------------------
+
+    # The first block mined after the last start must reach every node.
+    target_height=$(($(logged_height 1) + 1))
+    for ((m = 2; m <= miners; m++)); do
+        h=$(($(logged_height "$m") + 1))
+        ((h > target_height)) && target_height=$h
+    done
+    echo "netsim: waiting until every node has height $target_height (timeout ${converge_timeout}s)..." >&2
+    deadline=$((SECONDS + converge_timeout))
+    while true; do
+        behind=0
+        for ((i = 1; i <= nodes; i++)); do
+            if (($(logged_height "$i") < target_height)); then
+                behind=$((behind + 1))
+            fi
+        done
+        ((behind == 0)) && break
+        if ((SECONDS >= deadline)); then
+            echo "error: $behind node(s) still below height $target_height after ${converge_timeout}s" >&2
+            exit 1
         fi
-        turn=$((turn + 1))
-        pay "$from" $((1 + RANDOM % nodes)) &
-        busy[$from]="$!"
-        next_us=$((next_us + interval_us))
-        rest_us=$((next_us - ${EPOCHREALTIME/./}))
-        if ((rest_us > 0)); then
-            sleep "$(printf '%d.%06d' $((rest_us / 1000000)) $((rest_us % 1000000)))"
+        check_nodes_running
+        sleep 1
+    done
+    echo "converged $(now)" >>"$run_dir/phases"
+    echo "netsim: converged" >&2
+
+    # --- idle ----------------------------------------------------------------------
+
+    echo "netsim: idle phase, ${idle_secs}s (blocks, no payments, no queries)..." >&2
+    mark idle_start
+    pause "$idle_secs"
+    mark idle_end
+
+    # --- fund ----------------------------------------------------------------------
+
+    # Payers are the nodes after the miners; each miner pays its share of them.
+    payer_ids=()
+    for ((p = 0; p < payers; p++)); do
+        payer_ids+=($((miners + 1 + p)))
+    done
+    echo "netsim: the miners fund ${#payer_ids[@]} payers..." >&2
+    for p in "${payer_ids[@]}"; do
+        miner=$((1 + p % miners))
+        sent=0
+        # The miner's rewards mature after 10 blocks, and a sender may have only
+        # so many payments pending: retry for a while.
+        for _ in {1..60}; do
+            if cli_at "$miner" send --to "${wallets[p]}" --amount 10 >/dev/null 2>"$run_dir/send.err"; then
+                sent=1
+                break
+            fi
+            sleep 1
+        done
+        if ((!sent)); then
+            echo "error: miner $miner could not fund node $p: $(tail -n 1 "$run_dir/send.err")" >&2
+            exit 1
         fi
     done
-    wait
-) &
-payment_pid="$!"
-pause "$load_secs"
-wait "$payment_pid" || true
-payment_pid=""
-mark load_end
+    for p in "${payer_ids[@]}"; do
+        deadline=$((SECONDS + 120))
+        until [[ "$(cli_at "$p" --json balance 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["confirmed"] > 0)' 2>/dev/null)" == True ]]; do
+            if ((SECONDS >= deadline)); then
+                echo "error: node $p's funding was not confirmed within 120 s" >&2
+                exit 1
+            fi
+            sleep 1
+        done
+    done
 
-# The same as the idle phase, after the payments: what a node carries
-# without payments drifts (its lookups and refreshes settle after the
-# start), so a payment's cost is the load phase over both idle phases.
-echo "netsim: idle phase after the payments, ${idle_secs}s..." >&2
-mark after_start
-pause "$idle_secs"
-mark after_end
+    # --- load ------------------------------------------------------------------------
+
+    echo "netsim: payment phase, ${load_secs}s at about $tx_rate payment(s) a second..." >&2
+    mark load_start
+    interval_us="$(awk -v r="$tx_rate" 'BEGIN { printf "%d", 1000000 / r }')"
+    # One payment every interval, each in the background so that a slow send
+    # (on a loaded machine one takes seconds) does not slow the rate. Payers
+    # take turns, so no two sends from one wallet overlap (they would pick the
+    # same nonce); when every payer is still busy, the turn waits.
+    pay() {
+        local from="$1" to="$2" started_us result
+        started_us="${EPOCHREALTIME/./}"
+        if cli_at "$from" --json send --to "${wallets[to]}" --amount 0.001 >/dev/null 2>>"$run_dir/payments.err"; then
+            result=ok
+        else
+            result=failed
+        fi
+        echo "$result $started_us ${EPOCHREALTIME/./} $from $to" >>"$run_dir/payments"
+    }
+    (
+        trap - EXIT
+        trap 'exit 0' TERM
+        declare -A busy=()
+        turn=0
+        next_us="${EPOCHREALTIME/./}"
+        end=$((SECONDS + load_secs))
+        while ((SECONDS < end)); do
+            from="${payer_ids[turn % ${#payer_ids[@]}]}"
+            if [[ -n "${busy[$from]:-}" ]] && kill -0 "${busy[$from]}" 2>/dev/null; then
+                sleep 0.05
+                continue
+            fi
+            turn=$((turn + 1))
+            pay "$from" $((1 + RANDOM % nodes)) &
+            busy[$from]="$!"
+            next_us=$((next_us + interval_us))
+            rest_us=$((next_us - ${EPOCHREALTIME/./}))
+            if ((rest_us > 0)); then
+                sleep "$(printf '%d.%06d' $((rest_us / 1000000)) $((rest_us % 1000000)))"
+            fi
+        done
+        wait
+    ) &
+    payment_pid="$!"
+    pause "$load_secs"
+    wait "$payment_pid" || true
+    payment_pid=""
+    mark load_end
+
+    # The same as the idle phase, after the payments: what a node carries
+    # without payments drifts (its lookups and refreshes settle after the
+    # start), so a payment's cost is the load phase over both idle phases.
+    echo "netsim: idle phase after the payments, ${idle_secs}s..." >&2
+    mark after_start
+    pause "$idle_secs"
+    mark after_end
+fi
 
 # --- figures ---------------------------------------------------------------------
 
@@ -661,14 +923,16 @@ for ((i = 1; i <= nodes; i++)); do
 done
 # --- quiet -------------------------------------------------------------------------
 
-echo "netsim: quiet phase, ${quiet_secs}s (the miners stop: no blocks, no payments)..." >&2
-for ((i = 1; i <= miners; i++)); do
-    kill -TERM "${pids[i - 1]}" 2>/dev/null || true
-done
-pause 5
-mark quiet_start
-pause "$quiet_secs"
-mark quiet_end
+if ((!big_blocks)); then
+    echo "netsim: quiet phase, ${quiet_secs}s (the miners stop: no blocks, no payments)..." >&2
+    for ((i = 1; i <= miners; i++)); do
+        kill -TERM "${pids[i - 1]}" 2>/dev/null || true
+    done
+    pause 5
+    mark quiet_start
+    pause "$quiet_secs"
+    mark quiet_end
+fi
 
 cat >"$run_dir/machine" <<EOF
 cpu $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
@@ -681,6 +945,7 @@ version $("$ourcoind" --version | head -n 1)
 arp $arp_entries_before $arp_forced_gc_before $arp_fulls_before $arp_entries_after $arp_forced_gc_after $arp_fulls_after $learned
 settings $nodes $miners $bootstrap_from $idle_secs $load_secs $tx_rate ${#payer_ids[@]} ${rate_limit:-none} $has_metrics
 blocks $block_mode
+big_blocks $big_blocks
 EOF
 
 # The figures need only the files: stop the nodes first, so the analysis
@@ -758,6 +1023,83 @@ for node in nodes:
             else:
                 best[i].append((t, int(fields.get("height", 0)), fields.get("hash")))
 
+final = {}
+for line in read_lines("final"):
+    i, rss, hwm, status = line.split(" ", 3)
+    try:
+        status = json.loads(status)
+    except json.JSONDecodeError:
+        status = {}
+    final[int(i)] = (int(rss), int(hwm), status)
+peers = [s.get("peers") for _, _, s in final.values() if isinstance(s.get("peers"), int)]
+rss_mib = [round(r / 1024, 1) for r, _, _ in final.values() if r]
+hwm_mib = [round(h / 1024, 1) for _, h, _ in final.values() if h]
+arp = [int(x) for x in machine["arp"].split()]
+settings = machine["settings"].split()
+
+
+def links(name):
+    return {int(i): (int(s), int(r)) for i, s, r in (line.split() for line in read_lines(f"links-{name}"))}
+
+
+def gossip(name):
+    return {int(fields[0]): [int(x) for x in fields[1:]] for fields in (line.split() for line in read_lines(f"gossip-{name}"))}
+
+
+def header(when):
+    """The fields every JSON line starts with."""
+    return {
+        "netsim": 1,
+        "date": datetime.utcfromtimestamp(when).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpu": machine["cpu"], "cores": int(machine["cores"]), "memory_gib": int(machine["memory_gib"]),
+                    "kernel": machine["kernel"]},
+        # The script's commit; the binaries may come from elsewhere (OURCOIN_BIN_DIR).
+        "commit": machine["commit"],
+        "binaries": machine["binaries"],
+        "ourcoind_version": machine["version"],
+        "nodes": n,
+    }
+
+
+def neighbour_table():
+    # Pinned entries are many more than the ~1,024 learned ones the kernel
+    # keeps, but they never count against that limit.
+    return {"entries": arp[3], "learned_entries": arp[6], "table_fulls": arp[5] - arp[2], "forced_gc_runs": arp[4] - arp[1]}
+
+
+def show(value, unit=""):
+    return "n/a" if value is None else f"{value}{unit}"
+
+
+def machine_row():
+    return ("machine", f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, kernel {machine['kernel']}")
+
+
+def rss_row():
+    rss = spread(rss_mib)
+    return ("RSS per node min/median/max (peak max)",
+            f"{rss['min']} / {rss['median']} / {rss['max']} MiB ({show(max(hwm_mib) if hwm_mib else None)})")
+
+
+def neighbour_row():
+    return ("neighbour table", f"{arp[3]} entries (all namespaces), {arp[6]} learned, table full {arp[5] - arp[2]} times, "
+                               f"forced gc {arp[4] - arp[1]} times")
+
+
+def emit(result, rows):
+    """Prints the table and the JSON line, and writes the line to the output file."""
+    width = max(len(k) for k, _ in rows)
+    print()
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    print()
+    line = json.dumps(result, separators=(",", ":"))
+    with open(out, "w") as f:
+        f.write(line + "\n")
+    print(f"written to {out}", file=sys.stderr)
+    print(line)
+
+
 # Convergence: the first block mined after the last node started, until every
 # node had it or a higher block as its best.
 last_start = phases["last_start"]
@@ -778,6 +1120,123 @@ if after:
         if all(r is not None for r in reached):
             convergence_s = max(reached) - last_start
 startup_s = last_start - min(listened.values()) if listened else None
+
+
+def statuses(name):
+    """`status --json` replies saved as "i JSON" lines, by node ({} for no answer)."""
+    replies = {}
+    for line in read_lines(name):
+        i, _, text = line.partition(" ")
+        try:
+            replies[int(i)] = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError:
+            replies[int(i)] = {}
+    return replies
+
+
+def big_block(k, kind, published, hsh, size):
+    """A --big-blocks block: its propagation, bytes per node and the nodes' counters over it."""
+    delays = [(entry[0] - published) * 1000 for entries in best.values() for entry in entries if entry[2] == hsh]
+    a, b = links(f"big{k}_start"), links(f"big{k}_end")
+    sent = [b[i][0] - a[i][0] for i in b if i in a]
+    received = [b[i][1] - a[i][1] for i in b if i in a]
+    before, after = statuses(f"big-status-{k}-before"), statuses(f"big-status-{k}-after")
+
+    def compact(key):
+        return [after[i].get("compact_blocks", {}).get(key, 0) - before.get(i, {}).get("compact_blocks", {}).get(key, 0)
+                for i in after if after[i]]
+
+    held = [int(count) for _, count in (line.split() for line in read_lines(f"big-mempool-{k}"))]
+    duplicates = None
+    if machine["settings"].split()[-1] == "1":
+        g0, g1 = gossip(f"big{k}_start"), gossip(f"big{k}_end")
+        per_node = [(g1[i][0] - g0[i][0]) - (g1[i][1] - g0[i][1]) for i in g1 if i in g0]
+        duplicates = statistics.median(per_node) if per_node and any(g1[i][0] for i in g1) else None
+    rounded = lambda value: None if value is None else round(value, 1)
+    middle = lambda values: round(statistics.median(values)) if values else None
+    return {
+        "kind": kind,
+        "hash": hsh,
+        "message_bytes": size,
+        "propagation_ms": {"p50": rounded(percentile(delays, 50)), "p90": rounded(percentile(delays, 90)),
+                           "max": rounded(max(delays) if delays else None), "nodes": len(delays)},
+        "window_s": round(phases[f"big{k}_end"] - phases[f"big{k}_start"], 2),
+        "sent_bytes_per_node": {"median": middle(sent), "max": max(sent) if sent else None},
+        "received_bytes_per_node": {"median": middle(received), "max": max(received) if received else None},
+        "block_message_bytes_per_node": middle(compact("block_message_bytes")),
+        "gossip_duplicates_per_node": duplicates,
+        # Sums over the nodes (each node counts a block once).
+        "compact_blocks": {key: sum(compact(key)) for key in
+                           ("received", "rebuilt_without_roundtrip", "rebuilt_with_roundtrip", "fallen_back")},
+        "mempool_before": {"min": min(held) if held else None, "median": middle(held),
+                           "nodes_short": sum(1 for h in held if h < payments)},
+    }
+
+
+if int(machine.get("big_blocks", "0")):
+    payments = int(machine["big_blocks"])
+    prepared = dict(line.split(" ", 1) for line in read_lines("big/prepared") if not line.startswith("block "))
+    published = [line.split() for line in read_lines("big-blocks")]
+    blocks = {kind: big_block(int(k), kind, float(t), hsh, int(size)) for k, kind, t, hsh, size in published}
+    a, b = links("big_idle_start"), links("big_idle_end")
+    idle_secs = phases["big_idle_end"] - phases["big_idle_start"]
+    idle_rate = lambda side: round(statistics.median(b[i][side] - a[i][side] for i in b if i in a) / idle_secs)
+    p50 = {kind: blocks.get(kind, {}).get("propagation_ms", {}).get("p50") for kind in ("compact", "full")}
+    result = {
+        **header(phases.get("big2_end", phases["last_start"])),
+        "big_blocks_mode": True,
+        "rate_limit": None if settings[7] == "none" else settings[7],
+        "latency_emulation": None,
+        "network_groups": len({".".join(node["ip"].split(".")[:2]) for node in nodes}),
+        "startup_s": round(startup_s, 2) if startup_s is not None else None,
+        "convergence_s": round(phases["converged"] - last_start, 2) if "converged" in phases else None,
+        "peers": spread(peers),
+        "big_blocks": {
+            "payments": payments,
+            "template_height": int(prepared["template_height"]),
+            "origin": "a load tool, a peer of node 1 alone over loopback",
+            "bytes": "veth counters from just before the publish until the last node connected the block; nothing subtracted",
+            "idle_bytes_per_s": {"sent": idle_rate(0), "received": idle_rate(1)},
+            "compact": blocks.get("compact"),
+            "full": blocks.get("full"),
+            "compact_over_full_p50": round(p50["compact"] / p50["full"], 3) if p50["compact"] and p50["full"] else None,
+        },
+        "rss_mib": spread(rss_mib),
+        "rss_peak_mib_max": max(hwm_mib) if hwm_mib else None,
+        "neighbour_table": neighbour_table(),
+    }
+    rows = [
+        machine_row(),
+        ("nodes", f"{n} in {result['network_groups']} /16 groups, no miner, links {result['rate_limit'] or 'unshaped'}, "
+                  f"blocks of {payments} payments from a load tool at node 1"),
+        ("start of all nodes", show(result["startup_s"], " s")),
+        ("convergence after the last start", show(result["convergence_s"], " s")),
+        ("peers per node min/median/max", f"{result['peers']['min']} / {result['peers']['median']} / {result['peers']['max']}"),
+        ("idle: bytes/s per node, sent / received (median)",
+         f"{result['big_blocks']['idle_bytes_per_s']['sent']} / {result['big_blocks']['idle_bytes_per_s']['received']}"),
+    ]
+    for kind, block in blocks.items():
+        pm, cb, mp = block["propagation_ms"], block["compact_blocks"], block["mempool_before"]
+        rows += [
+            (f"{kind}: message, propagation p50/p90/max",
+             f"{block['message_bytes']} B; {show(pm['p50'])} / {show(pm['p90'])} / {show(pm['max'])} ms ({pm['nodes']} of {n} nodes)"),
+            (f"{kind}: bytes per node sent / received, median (max)",
+             f"{show(block['sent_bytes_per_node']['median'])} ({show(block['sent_bytes_per_node']['max'])}) / "
+             f"{show(block['received_bytes_per_node']['median'])} ({show(block['received_bytes_per_node']['max'])}) "
+             f"over {block['window_s']} s"),
+            (f"{kind}: rebuilt without / with round trip, fallen back",
+             f"{cb['rebuilt_without_roundtrip']} / {cb['rebuilt_with_roundtrip']} / {cb['fallen_back']} "
+             f"({cb['received']} compact received)"),
+            (f"{kind}: payments in the mempools before, min / median",
+             f"{show(mp['min'])} / {show(mp['median'])} ({mp['nodes_short']} nodes short of {payments})"),
+        ]
+    rows += [
+        ("propagation p50, compact / full", show(result["big_blocks"]["compact_over_full_p50"])),
+        rss_row(),
+        neighbour_row(),
+    ]
+    emit(result, rows)
+    sys.exit(0)
 
 # Propagation: every block mined from the idle phase on, to every other node
 # that logged it as its new best block (blocks that came in a sync batch are
@@ -805,10 +1264,6 @@ for t0, miner, hsh in mined:
 
 def blocks_between(start, end):
     return len({hsh for t, _, hsh in mined if phases[start] <= t < phases[end]})
-
-
-def links(name):
-    return {int(i): (int(s), int(r)) for i, s, r in (line.split() for line in read_lines(f"links-{name}"))}
 
 
 def traffic(start, end, skip=()):
@@ -879,8 +1334,6 @@ tx_gossip = None
 duplicates_note = "ourcoind has no --metrics"
 if machine["settings"].split()[-1] == "1":
     duplicates_note = "the metrics endpoint serves no gossipsub_topic_msg_recv_counts_unfiltered"
-    def gossip(name):
-        return {int(fields[0]): [int(x) for x in fields[1:]] for fields in (line.split() for line in read_lines(f"gossip-{name}"))}
     start, end = gossip("load_start"), gossip("load_end")
     delta = {i: [b - a for a, b in zip(start[i], end[i])] for i in end if i in start}
     # Payments as gossip: copies received per payment received first, sent
@@ -899,30 +1352,8 @@ if machine["settings"].split()[-1] == "1":
         duplicates = round(statistics.median(per_node), 2)
         duplicates_note = "gossipsub metrics, received with duplicates minus received first, block topic"
 
-final = {}
-for line in read_lines("final"):
-    i, rss, hwm, status = line.split(" ", 3)
-    try:
-        status = json.loads(status)
-    except json.JSONDecodeError:
-        status = {}
-    final[int(i)] = (int(rss), int(hwm), status)
-peers = [s.get("peers") for _, _, s in final.values() if isinstance(s.get("peers"), int)]
-rss_mib = [round(r / 1024, 1) for r, _, _ in final.values() if r]
-hwm_mib = [round(h / 1024, 1) for _, h, _ in final.values() if h]
-arp = [int(x) for x in machine["arp"].split()]
-settings = machine["settings"].split()
-
 result = {
-    "netsim": 1,
-    "date": datetime.utcfromtimestamp(phases["load_end"]).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    "machine": {"cpu": machine["cpu"], "cores": int(machine["cores"]), "memory_gib": int(machine["memory_gib"]),
-                "kernel": machine["kernel"]},
-    # The script's commit; the binaries may come from elsewhere (OURCOIN_BIN_DIR).
-    "commit": machine["commit"],
-    "binaries": machine["binaries"],
-    "ourcoind_version": machine["version"],
-    "nodes": n,
+    **header(phases["load_end"]),
     "blocks": machine["blocks"],
     "miners": int(settings[1]),
     "bootstrap_from": int(settings[2]),
@@ -947,10 +1378,7 @@ result = {
     "quiet": quiet,
     "rss_mib": spread(rss_mib),
     "rss_peak_mib_max": max(hwm_mib) if hwm_mib else None,
-    # Pinned entries are many more than the ~1,024 learned ones the kernel
-    # keeps, but they never count against that limit.
-    "neighbour_table": {"entries": arp[3], "learned_entries": arp[6], "table_fulls": arp[5] - arp[2],
-                        "forced_gc_runs": arp[4] - arp[1]},
+    "neighbour_table": neighbour_table(),
 }
 for key in ("p50", "p90", "p99"):
     if result["propagation_ms"][key] is not None:
@@ -959,13 +1387,9 @@ if result["propagation_to_last_node_ms_p50"] is not None:
     result["propagation_to_last_node_ms_p50"] = round(result["propagation_to_last_node_ms_p50"], 1)
 
 
-def show(value, unit=""):
-    return "n/a" if value is None else f"{value}{unit}"
-
-
 pm = result["propagation_ms"]
 rows = [
-    ("machine", f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, kernel {machine['kernel']}"),
+    machine_row(),
     ("nodes", f"{n} in {result['network_groups']} /16 groups, {result['miners']} miner(s), "
               f"bootstrap from up to {result['bootstrap_from']}, links "
               f"{result['rate_limit'] or 'unshaped'}, no latency emulation"),
@@ -987,17 +1411,8 @@ rows = [
     ("payments' gossip per node: copies received / sent, bytes, IWANTs",
      "n/a" if tx_gossip is None else f"{tx_gossip['received_per_payment']} / {tx_gossip['sent_per_payment']} per payment, "
      f"{tx_gossip['payment_bytes']} B each, {tx_gossip['iwant_per_payment']} IWANTs per payment"),
-    ("RSS per node min/median/max (peak max)", f"{result['rss_mib']['min']} / {result['rss_mib']['median']} / {result['rss_mib']['max']} MiB ({show(result['rss_peak_mib_max'])})"),
-    ("neighbour table", f"{arp[3]} entries (all namespaces), {arp[6]} learned, table full {arp[5] - arp[2]} times, forced gc {arp[4] - arp[1]} times"),
+    rss_row(),
+    neighbour_row(),
 ]
-width = max(len(k) for k, _ in rows)
-print()
-for k, v in rows:
-    print(f"  {k:<{width}}  {v}")
-print()
-line = json.dumps(result, separators=(",", ":"))
-with open(out, "w") as f:
-    f.write(line + "\n")
-print(f"written to {out}", file=sys.stderr)
-print(line)
+emit(result, rows)
 PYTHON
