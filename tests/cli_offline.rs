@@ -369,11 +369,21 @@ fn bad_recovery_phrases_are_refused_with_their_reason_and_write_nothing() {
     let words: Vec<String> = doc["mnemonic"].as_str().expect("mnemonic").split(' ').map(str::to_string).collect();
     let mut unknown = words.clone();
     unknown[4] = "bitcoin".into();
-    let mut swapped = words.clone();
-    swapped.swap(0, 1);
-    if swapped == words {
-        swapped.swap(0, 2);
-    }
+    // Two words swapped: an 8-bit checksum still passes one swap in 256, so
+    // take the first swap that the library's own parser says fails it.
+    let swapped = (1..words.len())
+        .map(|j| {
+            let mut swapped = words.clone();
+            swapped.swap(0, j);
+            swapped
+        })
+        .find(|swapped| {
+            matches!(
+                ourcoin::wallet::RecoveryPhrase::parse(&swapped.join(" ")),
+                Err(ourcoin::wallet::PhraseError::Checksum)
+            )
+        })
+        .expect("some swap of the first word breaks the checksum");
     let target = sandbox.path("restored.json");
     let cases = [
         ("23 words", words[..23].join(" "), "has 23 words; it must have 24"),
